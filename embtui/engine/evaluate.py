@@ -1,0 +1,323 @@
+"""Evaluation runs: encode -> index -> search -> score for one model on one project split, stored as a run."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import json
+import platform
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+import embtui
+from embtui.engine.encode import Encoder
+from embtui.engine.metrics import DEFAULT_KS, MetricResult, evaluate
+from embtui.engine.models import ModelSpec
+from embtui.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
+from embtui.engine.search import (HnswConfig, HnswIndex, choose_index, exact_search, recall_at_k,
+                                  tie_order_for)
+from embtui.errors import Cancelled, EmbtuiError
+from embtui.store import Corpus, RunInfo, Store
+
+INDEX_KINDS = ("auto", "exact", "hnsw")
+RECALL_SAMPLE = 1000  # queries used to measure an ANN run's recall against exact search
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What to evaluate and how. ``depth`` is how many results per query are kept (and exported)."""
+
+    project: str
+    model: ModelSpec
+    split: str = "test"
+    device: str | None = None
+    index: str = "auto"
+    hnsw: HnswConfig = field(default_factory=HnswConfig)
+    ks: tuple[int, ...] = DEFAULT_KS
+    ignore_identical_ids: bool = False
+    depth: int | None = None
+    cache_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.index not in INDEX_KINDS:
+            raise EmbtuiError(f"unknown index '{self.index}'", f"use one of {', '.join(INDEX_KINDS)}")
+
+    @property
+    def result_depth(self) -> int:
+        return max(max(self.ks), self.depth or 100)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    run: RunInfo
+    metrics: MetricResult
+    rankings: dict[str, list[tuple[str, float]]]
+
+
+def versions() -> dict[str, str]:
+    """Versions that can change results, read from package metadata (imports nothing heavy)."""
+    out = {"embtui": embtui.__version__, "python": platform.python_version()}
+    for pkg in ("torch", "sentence-transformers", "transformers", "usearch", "bm25s", "numpy", "duckdb"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def corpus_hash(corpus: Corpus) -> str:
+    h = hashlib.sha256()
+    for doc_id, text in zip(corpus.ids, corpus.encode_texts()):
+        h.update(doc_id.encode() + b"\0" + hashlib.blake2b(text.encode(), digest_size=16).digest())
+    return h.hexdigest()[:24]
+
+
+def _peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024 if sys.platform != "darwin" else kb / (1024 * 1024)
+
+
+def _gpu_peak_mb(device: str | None) -> float | None:
+    if not device or not device.startswith("cuda") or "torch" not in sys.modules:
+        return None
+    import torch
+
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+class _Stages:
+    """Forwards progress events and records how long each stage took."""
+
+    def __init__(self, progress: ProgressCallback) -> None:
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+
+    def start(self, stage: str, total: int = 0) -> float:
+        self.progress(Progress(stage, 0, total))
+        return time.perf_counter()
+
+    def end(self, name: str, t0: float) -> None:
+        self.timings[name] = round(time.perf_counter() - t0, 4)
+
+
+def run_evaluation(store: Store, req: EvalRequest, *, progress: ProgressCallback | None = None,
+                   cancel: CancelToken | None = None, run_id: int | None = None) -> EvalResult:
+    """Evaluate one model on one split and store everything as a run (status failed/cancelled on error)."""
+    progress = progress or no_progress
+    cancel = cancel or CancelToken()
+    stages = _Stages(progress)
+
+    t0 = stages.start("load data")
+    qrels = store.qrels(req.project, req.split)
+    queries = store.queries(req.project, req.split)
+    corpus = store.corpus(req.project)
+    if not len(corpus):
+        raise EmbtuiError(f"project '{req.project}' has no documents")
+    stages.end("load_data_s", t0)
+
+    spec = req.model
+    device = req.device or spec.device
+    index_config: dict[str, Any] = {"kind": req.index, "depth": req.result_depth,
+                                    "ignore_identical_ids": req.ignore_identical_ids}
+    if run_id is None:
+        run_id = store.create_run(req.project, req.split, spec.name, model_spec=spec.to_dict(),
+                                  model_fingerprint=None, device=device, index_config=index_config,
+                                  versions=versions())
+    try:
+        result = _evaluate(store, req, run_id, corpus, queries, qrels, stages, cancel, device,
+                           index_config)
+    except Cancelled:
+        store.fail_run(run_id, "cancelled", status="cancelled")
+        raise
+    except BaseException as exc:
+        store.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+        raise
+    return result
+
+
+def _evaluate(store: Store, req: EvalRequest, run_id: int, corpus: Corpus, queries: dict[str, str],
+              qrels: dict[str, dict[str, int]], stages: _Stages, cancel: CancelToken, device: str,
+              index_config: dict[str, Any]) -> EvalResult:
+    t_start = time.perf_counter()
+    spec = req.model
+    qids = list(queries)
+    qtexts = [queries[q] for q in qids]
+    depth = req.result_depth + (1 if req.ignore_identical_ids else 0)
+    tie_order = tie_order_for(corpus.ids)
+    info: dict[str, Any] = {"documents": len(corpus), "queries": len(qids),
+                            "corpus_hash": corpus_hash(corpus)}
+    fp: str | None
+    used_device: str | None
+
+    if spec.is_bm25:
+        from embtui.engine.bm25 import BM25Retriever
+
+        t0 = stages.start("index bm25", len(corpus))
+        retriever = BM25Retriever(corpus.encode_texts(), spec.bm25, progress=stages.progress)
+        stages.end("index_build_s", t0)
+        t0 = stages.start("search", len(qids))
+        idx, scores = retriever.search(qtexts, depth, tie_order, progress=stages.progress, cancel=cancel)
+        stages.end("search_s", t0)
+        index_config["kind"] = "bm25"
+        index_config["bm25"] = retriever.params
+        fp = f"bm25s-{versions().get('bm25s')}"
+        used_device = "cpu"
+    else:
+        encoder = Encoder(spec, store.ws.cache_dir, store=store, device=device,
+                          cache_dtype=req.cache_dtype)
+        t0 = stages.start("encode documents", len(corpus))
+        doc_vecs, doc_stats = encoder.encode(corpus.encode_texts(), "document",
+                                             progress=stages.progress, cancel=cancel)
+        stages.end("encode_documents_s", t0)
+        t0 = stages.start("encode queries", len(qids))
+        q_vecs, q_stats = encoder.encode(qtexts, "query", progress=stages.progress, cancel=cancel)
+        stages.end("encode_queries_s", t0)
+        encoder.unload()
+        info["encode"] = {"documents": doc_stats.to_dict(), "queries": q_stats.to_dict()}
+        info["embedding_dim"] = int(doc_vecs.shape[1])
+        info["embedding_bytes"] = int(doc_vecs.nbytes)
+        fp = encoder.fingerprint
+        used_device = encoder.device or f"{device} (all cached)"
+        metric = "cos" if not spec.normalize else "ip"
+        kind = req.index if req.index != "auto" else choose_index(len(corpus), len(qids))
+        index_config["kind"] = kind
+        index_config["metric"] = metric
+        idx, scores = _search(store, req, kind, metric, doc_vecs, q_vecs, depth, tie_order, info,
+                              index_config, stages, cancel)
+
+    cancel.check()
+    t0 = stages.start("score", len(qids))
+    rankings = _rankings(qids, corpus.ids, idx, scores, req.ignore_identical_ids, req.result_depth)
+    result = evaluate(qrels, rankings, ks=req.ks)
+    stages.end("metrics_s", t0)
+    n_q = max(len(qids), 1)
+    if "search_s" in stages.timings:
+        stages.timings["query_latency_ms"] = round(1000 * stages.timings["search_s"] / n_q, 4)
+    info["scored"] = len(result.scored)
+    info["skipped"] = len(result.skipped)
+    info["skipped_reasons"] = _count_reasons(result.skipped)
+    info["summary"] = result.summary()
+    info["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    gpu = _gpu_peak_mb(used_device)
+    if gpu is not None:
+        info["peak_gpu_mb"] = round(gpu, 1)
+    stages.timings["total_s"] = round(time.perf_counter() - t_start + stages.timings.get("load_data_s", 0), 4)
+    store.finish_run(run_id, metrics=result.aggregate, query_metrics=_query_metrics_table(result),
+                     rankings=_rankings_table(rankings), timings=stages.timings, info=info,
+                     device=used_device, model_fingerprint=fp)
+    return EvalResult(store.get_run(run_id), result, rankings)
+
+
+def _search(store: Store, req: EvalRequest, kind: str, metric: str, doc_vecs: np.ndarray,
+            q_vecs: np.ndarray, depth: int, tie_order: np.ndarray, info: dict[str, Any],
+            index_config: dict[str, Any], stages: _Stages, cancel: CancelToken,
+            ) -> tuple[np.ndarray, np.ndarray]:
+    if kind == "exact":
+        t0 = stages.start("search", len(q_vecs))
+        idx, scores = exact_search(q_vecs, doc_vecs, depth, metric=metric, tie_order=tie_order,
+                                   progress=stages.progress, cancel=cancel)
+        stages.end("search_s", t0)
+        return idx, scores
+    config = HnswConfig.from_dict({**req.hnsw.to_dict(), "metric": metric})
+    index_config["hnsw"] = config.to_dict()
+    key = hashlib.sha256(json.dumps(
+        {"corpus": info["corpus_hash"], "model": req.model.to_dict(), "hnsw": config.to_dict(),
+         "dim": int(doc_vecs.shape[1])}, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    path = store.ws.index_dir / f"{key}.usearch"
+    t0 = stages.start("build index", len(doc_vecs))
+    if path.exists():
+        index = HnswIndex.load(path, config, int(doc_vecs.shape[1]))
+        index_config["reused"] = True
+    else:
+        index = HnswIndex.build(doc_vecs, config, progress=stages.progress, cancel=cancel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        index.save(path)
+        store.register_artifact(store.ws.rel(path), "hnsw-index", path.stat().st_size,
+                                {"corpus_hash": info["corpus_hash"], "model": req.model.name,
+                                 **config.to_dict()})
+        index_config["reused"] = False
+    stages.end("index_build_s", t0)
+    info["index_bytes"] = int(path.stat().st_size)
+    index_config["path"] = store.ws.rel(path)
+    t0 = stages.start("search", len(q_vecs))
+    idx, scores = index.search(q_vecs, depth, tie_order=tie_order)
+    stages.end("search_s", t0)
+    # how far the approximate results are from exact search, on a sample of queries
+    sample = np.arange(len(q_vecs))[:RECALL_SAMPLE]
+    k = min(10, depth)
+    ex_idx, _ = exact_search(q_vecs[sample], doc_vecs, k, metric=metric, tie_order=tie_order)
+    info["ann_recall@10"] = round(float(recall_at_k(idx[sample], ex_idx, k)), 6)
+    info["ann_recall_queries"] = int(len(sample))
+    return idx, scores
+
+
+def _rankings(qids: list[str], doc_ids: list[str], idx: np.ndarray, scores: np.ndarray,
+              ignore_identical: bool, depth: int) -> dict[str, list[tuple[str, float]]]:
+    out: dict[str, list[tuple[str, float]]] = {}
+    for qi, q in enumerate(qids):
+        row = []
+        for i, s in zip(idx[qi].tolist(), scores[qi].tolist()):
+            if i < 0:
+                continue
+            d = doc_ids[i]
+            if ignore_identical and d == q:
+                continue
+            row.append((d, s))
+        out[q] = row[:depth]
+    return out
+
+
+def _count_reasons(skipped: dict[str, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for reason in skipped.values():
+        counts[reason] = counts.get(reason, 0) + 1
+    return counts
+
+
+def _rankings_table(rankings: dict[str, list[tuple[str, float]]]) -> pa.Table:
+    q, r, d, s = [], [], [], []
+    for qid, row in rankings.items():
+        for rank, (doc, score) in enumerate(row, 1):
+            q.append(qid)
+            r.append(rank)
+            d.append(doc)
+            s.append(score)
+    return pa.table({"query_id": pa.array(q, pa.string()), "rank": pa.array(r, pa.int32()),
+                     "doc_id": pa.array(d, pa.string()), "score": pa.array(s, pa.float64())})
+
+
+def _query_metrics_table(result: MetricResult) -> pa.Table:
+    q, m, v = [], [], []
+    for qid, values in result.per_query.items():
+        for name, value in values.items():
+            q.append(qid)
+            m.append(name)
+            v.append(value)
+    return pa.table({"query_id": pa.array(q, pa.string()), "metric": pa.array(m, pa.string()),
+                     "value": pa.array(v, pa.float64())})
+
+
+def write_trec_run(path: str | Path, rankings: dict[str, list[tuple[str, float]]], tag: str,
+                   depth: int | None = None) -> int:
+    """Write a TREC run file (``qid Q0 docid rank score tag``); returns the number of lines.
+
+    Scores are written with full precision so trec_eval reproduces the same order, ties included.
+    """
+    tag = "".join(ch if not ch.isspace() else "_" for ch in tag) or "embtui"
+    n = 0
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for qid, row in rankings.items():
+            for rank, (doc, score) in enumerate(row[:depth] if depth else row, 1):
+                f.write(f"{qid} Q0 {doc} {rank} {score!r} {tag}\n")
+                n += 1
+    tmp.replace(path)
+    return n

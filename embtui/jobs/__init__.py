@@ -1,0 +1,1 @@
+"""Job runner: detached worker processes, progress, cancel, resume."""

@@ -1,0 +1,98 @@
+"""Versioned DuckDB schema: each migration is a list of statements applied once, in order."""
+
+from __future__ import annotations
+
+# Append new migrations; never edit one that has shipped.
+MIGRATIONS: list[list[str]] = [
+    # 1: projects, data, model specs, runs and their results, artifacts
+    [
+        "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+        "CREATE SEQUENCE IF NOT EXISTS project_ids START 1",
+        """CREATE TABLE projects (
+            id INTEGER PRIMARY KEY DEFAULT nextval('project_ids'),
+            name VARCHAR NOT NULL UNIQUE,
+            source VARCHAR,
+            dataset_hash VARCHAR,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )""",
+        """CREATE TABLE documents (
+            project_id INTEGER NOT NULL,
+            doc_id VARCHAR NOT NULL,
+            title VARCHAR NOT NULL,
+            text VARCHAR NOT NULL,
+            PRIMARY KEY (project_id, doc_id)
+        )""",
+        """CREATE TABLE queries (
+            project_id INTEGER NOT NULL,
+            query_id VARCHAR NOT NULL,
+            text VARCHAR NOT NULL,
+            metadata VARCHAR,
+            PRIMARY KEY (project_id, query_id)
+        )""",
+        """CREATE TABLE qrels (
+            project_id INTEGER NOT NULL,
+            split VARCHAR NOT NULL,
+            query_id VARCHAR NOT NULL,
+            doc_id VARCHAR NOT NULL,
+            grade INTEGER NOT NULL,
+            PRIMARY KEY (project_id, split, query_id, doc_id)
+        )""",
+        """CREATE TABLE models (
+            name VARCHAR PRIMARY KEY,
+            spec VARCHAR NOT NULL,
+            updated_at TIMESTAMP DEFAULT current_timestamp
+        )""",
+        "CREATE SEQUENCE IF NOT EXISTS run_ids START 1",
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY DEFAULT nextval('run_ids'),
+            project_id INTEGER NOT NULL,
+            split VARCHAR NOT NULL,
+            model_name VARCHAR NOT NULL,
+            model_spec VARCHAR,
+            model_fingerprint VARCHAR,
+            device VARCHAR,
+            index_config VARCHAR,
+            versions VARCHAR,
+            timings VARCHAR,
+            info VARCHAR,
+            status VARCHAR NOT NULL,
+            error VARCHAR,
+            created_at TIMESTAMP DEFAULT current_timestamp,
+            finished_at TIMESTAMP
+        )""",
+        """CREATE TABLE run_metrics (
+            run_id INTEGER NOT NULL,
+            metric VARCHAR NOT NULL,
+            value DOUBLE,
+            PRIMARY KEY (run_id, metric)
+        )""",
+        """CREATE TABLE query_metrics (
+            run_id INTEGER NOT NULL,
+            query_id VARCHAR NOT NULL,
+            metric VARCHAR NOT NULL,
+            value DOUBLE
+        )""",
+        """CREATE TABLE rankings (
+            run_id INTEGER NOT NULL,
+            query_id VARCHAR NOT NULL,
+            rank INTEGER NOT NULL,
+            doc_id VARCHAR NOT NULL,
+            score DOUBLE NOT NULL
+        )""",
+        """CREATE TABLE artifacts (
+            path VARCHAR PRIMARY KEY,
+            kind VARCHAR NOT NULL,
+            bytes BIGINT,
+            meta VARCHAR,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )""",
+        """CREATE TABLE file_hashes (
+            path VARCHAR PRIMARY KEY,
+            size BIGINT NOT NULL,
+            mtime DOUBLE NOT NULL,
+            sha256 VARCHAR NOT NULL
+        )""",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

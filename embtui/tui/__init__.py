@@ -1,0 +1,1 @@
+"""The Textual app: screens, widgets and styles; talks to the engine and jobs only."""

