@@ -102,12 +102,12 @@ class Store:
 
     # -- projects ---------------------------------------------------------------------------
     def _project_id(self, con: Any, name: str) -> int:
-        row = con.execute("SELECT id FROM projects WHERE name = ?", [name]).fetchone()
-        if row is None:
+        rows = con.execute("SELECT id FROM projects WHERE name = ?", [name]).fetchall()
+        if not rows:
             names = [r[0] for r in con.execute("SELECT name FROM projects ORDER BY name").fetchall()]
             hint = f"projects here: {', '.join(names)}" if names else "import one with `embtui import`"
             raise NotFound(f"no project named '{name}' in {self.ws.root}", hint)
-        return int(row[0])
+        return int(rows[0][0])
 
     def project_exists(self, name: str) -> bool:
         with self.ws.connect() as con:

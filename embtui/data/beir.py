@@ -1,0 +1,189 @@
+"""BEIR folder importer: corpus.jsonl, queries.jsonl and qrels/<split>.tsv into one project."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from embtui.data.validate import (
+    ImportedData,
+    ImportReport,
+    build,
+    check_id,
+    check_text,
+    json_type,
+    display_name,
+    iter_jsonl,
+    iter_lines,
+    parse_grade,
+    refuse_existing,
+    require_file,
+    save,
+)
+from embtui.errors import DataError
+
+LAYOUT_HINT = "a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv"
+QRELS_HEADER = ("query-id", "corpus-id", "score")
+
+
+def read_beir(path: str | os.PathLike[str]) -> ImportedData:
+    """Parse and validate a BEIR folder; writes nothing. Raises DataError on the first problem."""
+    root = Path(path)
+    if not root.exists():
+        raise DataError("folder not found", file=display_name(root), hint=LAYOUT_HINT)
+    if not root.is_dir():
+        raise DataError("not a folder", file=display_name(root),
+                        hint=LAYOUT_HINT + "; for a pairs file use the pairs importer")
+    corpus_path, queries_path = root / "corpus.jsonl", root / "queries.jsonl"
+    qrels_dir = root / "qrels"
+    require_file(corpus_path, "corpus.jsonl", LAYOUT_HINT)
+    require_file(queries_path, "queries.jsonl", LAYOUT_HINT)
+    if not qrels_dir.is_dir():
+        raise DataError("qrels folder not found", file=display_name(qrels_dir),
+                        hint=LAYOUT_HINT + ", one .tsv file per split, e.g. qrels/test.tsv")
+    split_files = sorted(
+        p for p in qrels_dir.iterdir()
+        if p.suffix == ".tsv" and p.is_file() and not p.name.startswith(".")
+    )
+    if not split_files:
+        raise DataError("no .tsv files in the qrels folder", file=display_name(qrels_dir),
+                        hint="add one file per split, e.g. qrels/test.tsv")
+
+    documents = _read_corpus(corpus_path)
+    queries = _read_queries(queries_path)
+    doc_ids = {d[0] for d in documents}
+    query_ids = {q[0] for q in queries}
+    qrels: list[tuple[str, str, str, int]] = []
+    warnings: list[str] = []
+    for split_file in split_files:
+        qrels.extend(_read_qrels(split_file, split_file.stem, query_ids, doc_ids, warnings))
+    return build(documents, queries, qrels, warnings)
+
+
+def import_beir(store: Any, path: str | os.PathLike[str], project: str, *,
+                replace: bool = False) -> ImportReport:
+    """Validate a whole BEIR folder, then store it as ``project`` in one transaction."""
+    refuse_existing(store, project, replace)
+    data = read_beir(path)
+    return save(store, data, project, source=f"beir:{Path(path).resolve()}", replace=replace)
+
+
+# -- the three kinds of file ----------------------------------------------------------------------
+def _read_corpus(path: Path) -> list[tuple[str, str, str]]:
+    name = display_name(path)
+    rows: list[tuple[str, str, str]] = []
+    first_line: dict[str, int] = {}
+    for number, obj in iter_jsonl(path):
+        if "_id" not in obj:
+            raise DataError("missing", file=name, line=number, field="_id",
+                            hint='every document needs an "_id"')
+        doc_id = check_id(obj["_id"], file=name, line=number, field="_id")
+        if "text" not in obj:
+            raise DataError("missing", file=name, line=number, field="text",
+                            hint='every document needs a "text"; use "" for none')
+        text = check_text(obj["text"], file=name, line=number, field="text")
+        title = check_text(obj.get("title"), file=name, line=number, field="title",
+                           allow_null=True)
+        if doc_id in first_line:
+            raise DataError(
+                f"duplicate document id '{doc_id}' (first on line {first_line[doc_id]})",
+                file=name, line=number, field="_id", hint="document ids must be unique",
+            )
+        first_line[doc_id] = number
+        rows.append((doc_id, title, text))
+    return rows
+
+
+def _read_queries(path: Path) -> list[tuple[str, str, str | None]]:
+    name = display_name(path)
+    rows: list[tuple[str, str, str | None]] = []
+    first_line: dict[str, int] = {}
+    for number, obj in iter_jsonl(path):
+        if "_id" not in obj:
+            raise DataError("missing", file=name, line=number, field="_id",
+                            hint='every query needs an "_id"')
+        query_id = check_id(obj["_id"], file=name, line=number, field="_id")
+        if "text" not in obj:
+            raise DataError("missing", file=name, line=number, field="text",
+                            hint='every query needs a "text"')
+        text = check_text(obj["text"], file=name, line=number, field="text")
+        meta = obj.get("metadata")
+        if meta is not None and not isinstance(meta, dict):
+            raise DataError(f"must be a JSON object or null, found {json_type(meta)}",
+                            file=name, line=number, field="metadata",
+                            hint='e.g. "metadata": {"source": "faq"}, or leave it out')
+        if query_id in first_line:
+            raise DataError(
+                f"duplicate query id '{query_id}' (first on line {first_line[query_id]})",
+                file=name, line=number, field="_id", hint="query ids must be unique",
+            )
+        first_line[query_id] = number
+        metadata = None if meta is None else json.dumps(meta, ensure_ascii=False, sort_keys=True)
+        rows.append((query_id, text, metadata))
+    return rows
+
+
+def _read_qrels(path: Path, split: str, query_ids: set[str], doc_ids: set[str],
+                warnings: list[str]) -> list[tuple[str, str, str, int]]:
+    name = display_name(path)
+    header_hint = "the first line must be: query-id<TAB>corpus-id<TAB>score"
+    rows: list[tuple[str, str, str, int]] = []
+    seen: dict[tuple[str, str], tuple[int, int]] = {}  # (query, doc) -> (line, grade)
+    repeated = 0
+    header_seen = False
+    for number, raw in iter_lines(path):
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.split("\t")]
+        if not header_seen:
+            header_seen = True
+            if tuple(p.lower() for p in parts) != QRELS_HEADER:
+                raise DataError(
+                    f"expected the header 'query-id<TAB>corpus-id<TAB>score', found {line!r}",
+                    file=name, line=number, hint=header_hint,
+                )
+            continue
+        if len(parts) != 3:
+            raise DataError(
+                f"expected 3 tab-separated columns (query-id, corpus-id, score), found "
+                f"{len(parts)}", file=name, line=number,
+                hint="separate the columns with a single tab",
+            )
+        query_id, doc_id, score = parts
+        for value, column in ((query_id, "query-id"), (doc_id, "corpus-id")):
+            if not value:
+                raise DataError("must not be empty", file=name, line=number, field=column,
+                                hint="each line is query-id<TAB>corpus-id<TAB>score")
+        grade = parse_grade(score, file=name, line=number, field="score")
+        if query_id not in query_ids:
+            raise DataError(f"query id '{query_id}' is not in queries.jsonl", file=name,
+                            line=number, field="query-id",
+                            hint="every judged query must be listed in queries.jsonl")
+        if doc_id not in doc_ids:
+            raise DataError(f"document id '{doc_id}' is not in corpus.jsonl", file=name,
+                            line=number, field="corpus-id",
+                            hint="every judged document must be listed in corpus.jsonl")
+        key = (query_id, doc_id)
+        if key in seen:
+            first, first_grade = seen[key]
+            if first_grade != grade:
+                raise DataError(
+                    f"query '{query_id}' and document '{doc_id}' are judged {grade} here but "
+                    f"{first_grade} on line {first}", file=name, line=number, field="score",
+                    hint="keep one judgment per query and document",
+                )
+            repeated += 1
+            continue
+        seen[key] = (number, grade)
+        rows.append((split, query_id, doc_id, grade))
+    if not header_seen:
+        raise DataError("the file is empty", file=name, hint=header_hint)
+    if not rows:
+        raise DataError("no judgments after the header", file=name,
+                        hint="add lines query-id<TAB>corpus-id<TAB>score, or remove the file")
+    if repeated:
+        warnings.append(f"{name}: {repeated:,} repeated judgments were kept once")
+    return rows
