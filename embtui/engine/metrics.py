@@ -1,0 +1,501 @@
+"""IR metrics (nDCG, MRR, MAP, recall, P, success, R-precision) that agree with trec_eval."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from itertools import islice, repeat
+from operator import itemgetter
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from embtui.errors import DataError, EmbtuiError
+
+__all__ = [
+    "DEFAULT_KS",
+    "METRIC_FAMILIES",
+    "REASON_NO_RELEVANT",
+    "REASON_NOT_JUDGED",
+    "MetricResult",
+    "evaluate",
+    "evaluate_arrays",
+    "evaluate_run",
+    "metric_names",
+    "parse_ks",
+    "parse_metric",
+    "rank_run",
+]
+
+# Semantics, checked against trec_eval 9.x (through pytrec_eval) in tests/test_metrics.py:
+#
+# * Ranking: score descending, ties broken by doc id DESCENDING (plain string comparison; for
+#   UTF-8 text strcmp and Python's code-point comparison agree). trec_eval keeps scores as C
+#   ``float``, so scores are compared after rounding to float32: 1.0 and 1.0 + 5e-8 are a tie.
+#   NaN scores are rejected (trec_eval's order for them is undefined).
+# * Relevant: grade >= relevance_level (>= 1, as pytrec_eval requires). Unjudged retrieved docs
+#   and padding past the end of a ranking are non-relevant with gain 0.
+# * ndcg@k = ndcg_cut_k: gain = the grade itself for grades > 0 (also grades below
+#   relevance_level: trec_eval's nDCG ignores the level), discount log2(rank + 1); the ideal
+#   ranking is built from ALL the query's judgments, cut at k.
+# * mrr@k = recip_rank on the ranking cut to k; map@k = map_cut_k (divided by R, the total
+#   number of relevant judgments, not min(R, k)); recall@k = recall_k; p@k = P_k (always / k);
+#   success@k = success_k; r-precision = Rprec (relevant in the top R / R).
+# * Queries: a qrels query with at least one relevant judgment is scored; one missing from the
+#   ranking (or with an empty ranking) scores 0 on every metric (trec_eval -c). Unlike
+#   pytrec_eval, which scores every query of the run (those with no relevant judgment get 0),
+#   queries with no relevant judgment are skipped and reported, as are ranked queries that have
+#   no judgments at all.
+# * A doc id repeated within one query's ranking counts once, at its first (best) rank.
+
+DEFAULT_KS: tuple[int, ...] = (1, 3, 5, 10, 100)
+METRIC_FAMILIES: tuple[str, ...] = ("ndcg", "mrr", "map", "recall", "p", "success")
+RPREC = "r-precision"
+
+REASON_NO_RELEVANT = "no relevant judgment"
+REASON_NOT_JUDGED = "not judged"
+
+_SKIP_PHRASES = {
+    REASON_NO_RELEVANT: "with no relevant judgment",
+    REASON_NOT_JUDGED: "ranked but not in qrels",
+}
+
+# evaluate_run compares each relevant doc's score with every score of its query in one broadcast
+# while (relevant found) x (run depth) stays below this; beyond it, sort + binary search.
+_BROADCAST_LIMIT = 65536
+
+_INT_RE = re.compile(r"[0-9]+")
+_METRIC_RE = re.compile(r"([a-z]+)@([0-9]+)")
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """Parse a comma-separated cutoff list such as ``"1,3,10"``: sorted, de-duplicated, each >= 1."""
+    if text is None or not str(text).strip():
+        raise EmbtuiError("empty cutoff list", hint="give positive integers like 1,3,10")
+    values = set()
+    for item in str(text).split(","):
+        item = item.strip()
+        if not item:
+            raise EmbtuiError(f"empty item in cutoff list {text!r}", hint="give positive integers like 1,3,10")
+        if not _INT_RE.fullmatch(item):
+            raise EmbtuiError(
+                f"cutoff {item!r} is not a positive integer", hint="give positive integers like 1,3,10"
+            )
+        k = int(item)
+        if k < 1:
+            raise EmbtuiError(f"cutoff {item!r} must be at least 1", hint="give positive integers like 1,3,10")
+        values.add(k)
+    return tuple(sorted(values))
+
+
+def _check_ks(ks: Iterable[int]) -> tuple[int, ...]:
+    out = set()
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise EmbtuiError(f"cutoff {k!r} must be a positive integer")
+        out.add(int(k))
+    if not out:
+        raise EmbtuiError("no cutoffs given", hint="give positive integers like 1,3,10")
+    return tuple(sorted(out))
+
+
+def metric_names(ks: Iterable[int] = DEFAULT_KS) -> list[str]:
+    """All metric names for these cutoffs, family by family then by k, with ``r-precision`` last."""
+    ks = _check_ks(ks)
+    return [f"{family}@{k}" for family in METRIC_FAMILIES for k in ks] + [RPREC]
+
+
+def parse_metric(name: str) -> tuple[str, int | None]:
+    """Split ``"ndcg@10"`` into ``("ndcg", 10)``; ``"r-precision"`` gives ``("r-precision", None)``."""
+    if name == RPREC:
+        return RPREC, None
+    m = _METRIC_RE.fullmatch(name) if isinstance(name, str) else None
+    if m is None or m.group(1) not in METRIC_FAMILIES or int(m.group(2)) < 1:
+        raise EmbtuiError(
+            f"unknown metric {name!r}",
+            hint=f"use <family>@<k> with family one of {', '.join(METRIC_FAMILIES)} and k >= 1, or {RPREC}",
+        )
+    return m.group(1), int(m.group(2))
+
+
+def _resolve_metrics(ks: Iterable[int], metrics: Sequence[str] | None) -> list[str]:
+    if metrics is None:
+        return metric_names(ks)
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    names = list(dict.fromkeys(metrics))
+    if not names:
+        raise EmbtuiError("no metrics requested")
+    for name in names:
+        parse_metric(name)
+    return names
+
+
+def _check_level(relevance_level: int) -> int:
+    if isinstance(relevance_level, bool) or not isinstance(relevance_level, (int, np.integer)) or relevance_level < 1:
+        raise EmbtuiError(
+            f"relevance level {relevance_level!r} must be an integer >= 1",
+            hint="grades at or above it count as relevant (trec_eval -l)",
+        )
+    return int(relevance_level)
+
+
+# ----------------------------------------------------------------------------- ranking
+
+
+def _tied_runs(sorted_keys: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, end)`` of every run of 2+ equal values in an already sorted key array."""
+    eq = sorted_keys[1:] == sorted_keys[:-1]
+    if not eq.any():
+        return []
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], eq, [False])).astype(np.int8)))
+    # eq[i] says positions i and i + 1 tie: a run of True over [a, b) covers positions a..b
+    return [(a, b + 1) for a, b in edges.reshape(-1, 2).tolist()]
+
+
+def _scores32(qid: str, docs: Mapping[str, float]) -> np.ndarray:
+    n = len(docs)
+    try:
+        vals = np.fromiter(docs.values(), dtype=np.float64, count=n)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"query {qid!r}: a score is not a number ({exc})") from None
+    if np.isnan(vals).any():
+        bad = next(d for d, s in docs.items() if s != s)
+        raise DataError(f"query {qid!r}: doc {bad!r} has a NaN score", hint="NaN scores cannot be ranked")
+    with np.errstate(over="ignore"):
+        return vals.astype(np.float32)
+
+
+def rank_run(run: Mapping[str, Mapping[str, float]]) -> dict[str, list[tuple[str, float]]]:
+    """Order each query's docs as trec_eval does: score descending, ties by doc id descending.
+
+    Scores compare as float32 (trec_eval stores them as C floats); the returned scores are the
+    original values. Raises DataError for a NaN score.
+    """
+    out: dict[str, list[tuple[str, float]]] = {}
+    for qid, docs in run.items():
+        n = len(docs)
+        if n == 0:
+            out[qid] = []
+            continue
+        keys = list(docs)
+        vals = list(docs.values())
+        neg = -_scores32(qid, docs)
+        order = np.argsort(neg, kind="stable")
+        runs = _tied_runs(neg[order])
+        order = order.tolist()
+        for a, b in runs:  # equal float32 scores: doc id descending
+            order[a:b] = sorted(order[a:b], key=keys.__getitem__, reverse=True)
+        out[qid] = [(keys[i], vals[i]) for i in order]
+    return out
+
+
+# ----------------------------------------------------------------------------- array path
+
+
+def evaluate_arrays(
+    grades: np.ndarray,
+    num_rel: np.ndarray,
+    ideal: np.ndarray,
+    ks: Iterable[int] = DEFAULT_KS,
+    metrics: Sequence[str] | None = None,
+    relevance_level: int = 1,
+) -> dict[str, np.ndarray]:
+    """Score many queries at once from their grade matrices; returns metric -> float64 array [Q].
+
+    ``grades[q, i]``: the grade of the doc at rank i + 1 of query q (0 when unjudged or past the
+    end of the ranking; negative grades count as 0 gain). It needs as many columns as the largest
+    cutoff, and, for r-precision, ``min(R, ranking length)``; missing columns read as 0.
+    ``num_rel[q]``: R, the number of judgments of q with grade >= relevance_level.
+    ``ideal[q]``: the grades of ALL of q's judgments sorted descending (0-padded), at least as
+    many columns as the largest nDCG cutoff (missing columns read as 0).
+    A query with R == 0 scores 0 everywhere (trec_eval does the same).
+    """
+    level = _check_level(relevance_level)
+    names = _resolve_metrics(ks, metrics)
+    grades = np.asarray(grades)
+    ideal = np.asarray(ideal)
+    num_rel = np.asarray(num_rel)
+    if grades.ndim != 2:
+        raise ValueError(f"grades must be a 2-D array, got shape {grades.shape}")
+    nq = grades.shape[0]
+    if ideal.ndim != 2 or ideal.shape[0] != nq or num_rel.shape != (nq,):
+        raise ValueError(
+            f"shapes disagree: grades {grades.shape}, ideal {ideal.shape}, num_rel {num_rel.shape}"
+        )
+    parsed = [parse_metric(n) for n in names]
+    cut_ks = [k for _, k in parsed if k is not None]
+    kmax = max(cut_ks, default=0)
+    width = max(kmax, grades.shape[1])
+    if grades.shape[1] < width:
+        grades = np.pad(grades, ((0, 0), (0, width - grades.shape[1])))
+
+    r = num_rel.astype(np.float64)
+    has_rel = r > 0
+    safe_r = np.where(has_rel, r, 1.0)
+    # each family only looks as deep as its own largest cutoff
+    deepest: dict[str, int] = {}
+    for family, k in parsed:
+        if k is not None:
+            deepest[family] = max(deepest.get(family, 0), k)
+    kcount = max((deepest.get(f, 0) for f in ("p", "recall", "success", "map")), default=0)
+    rel_cum = np.cumsum(grades[:, :kcount] >= level, axis=1, dtype=np.int32) if kcount else None
+    out: dict[str, np.ndarray] = {}
+
+    dcg_cum = idcg_cum = None
+    if "ndcg" in deepest:
+        kn = deepest["ndcg"]
+        disc = np.log2(np.arange(2, kn + 2, dtype=np.float64))
+        dcg_cum = np.cumsum(np.maximum(grades[:, :kn], 0) / disc, axis=1)
+        ig = ideal[:, :kn]
+        if ig.shape[1] < kn:
+            ig = np.pad(ig, ((0, 0), (0, kn - ig.shape[1])))
+        idcg_cum = np.cumsum(np.maximum(ig, 0) / disc, axis=1)
+    ap_cum = None
+    if "map" in deepest:
+        km = deepest["map"]
+        prec = rel_cum[:, :km] / np.arange(1, km + 1, dtype=np.float64)
+        ap_cum = np.cumsum(np.where(grades[:, :km] >= level, prec, 0.0), axis=1)
+    first_rel = None
+    if "mrr" in deepest:
+        rel = grades[:, : deepest["mrr"]] >= level
+        first_rel = np.where(rel.any(axis=1), np.argmax(rel, axis=1), deepest["mrr"])
+
+    for name, (family, k) in zip(names, parsed):
+        if family == RPREC:
+            cols = np.arange(grades.shape[1])
+            hits = ((grades >= level) & (cols[None, :] < num_rel[:, None])).sum(axis=1)
+            val = hits / safe_r
+        elif family == "ndcg":
+            idcg = idcg_cum[:, k - 1]
+            val = np.divide(dcg_cum[:, k - 1], idcg, out=np.zeros(nq), where=idcg > 0)
+        elif family == "p":
+            val = rel_cum[:, k - 1] / float(k)
+        elif family == "recall":
+            val = rel_cum[:, k - 1] / safe_r
+        elif family == "success":
+            val = (rel_cum[:, k - 1] > 0).astype(np.float64)
+        elif family == "map":
+            val = ap_cum[:, k - 1] / safe_r
+        else:  # mrr
+            val = np.where(first_rel < k, 1.0 / (first_rel + 1.0), 0.0)
+        out[name] = np.where(has_rel, val, 0.0).astype(np.float64)
+    return out
+
+
+# ----------------------------------------------------------------------------- result
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """Metric values for one ranking against one set of judgments.
+
+    ``aggregate`` is the mean over ``scored`` (NaN when nothing was scored); ``per_query`` holds
+    every scored query, including those in ``missing`` (scored queries the ranking lacked, all
+    metrics 0); ``skipped`` gives the reason for every query left out.
+    """
+
+    aggregate: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+    scored: tuple[str, ...]
+    skipped: dict[str, str]
+    missing: tuple[str, ...] = field(default=())
+
+    def summary(self) -> str:
+        n = len(self.scored)
+        text = f"{n} {'query' if n == 1 else 'queries'} scored"
+        if self.missing:
+            text += f" ({len(self.missing)} not in the ranking, scored 0)"
+        if self.skipped:
+            counts: dict[str, int] = {}
+            for reason in self.skipped.values():
+                counts[reason] = counts.get(reason, 0) + 1
+            parts = [f"{c} {_SKIP_PHRASES.get(reason, reason)}" for reason, c in counts.items()]
+            text += f", {len(self.skipped)} skipped ({', '.join(parts)})"
+        return text
+
+
+# ----------------------------------------------------------------------------- dict path
+
+
+class _Judged:
+    """Per scored query: positive-grade judgments, R and the ideal grades (cut at kmax)."""
+
+    __slots__ = ("qids", "positive", "num_rel", "ideal", "skipped")
+
+    def __init__(self, qrels: Mapping[str, Mapping[str, int]], level: int, kmax: int) -> None:
+        self.qids: list[str] = []
+        self.positive: list[dict[str, int]] = []
+        num_rel: list[int] = []
+        ideal_flat: list[int] = []
+        ideal_len: list[int] = []
+        self.skipped: dict[str, str] = {}
+        for qid, judged in qrels.items():
+            pos = {d: g for d, g in judged.items() if g > 0}
+            r = sum(1 for g in pos.values() if g >= level)
+            if r == 0:
+                self.skipped[qid] = REASON_NO_RELEVANT
+                continue
+            self.qids.append(qid)
+            self.positive.append(pos)
+            num_rel.append(r)
+            top = sorted(pos.values(), reverse=True)[:kmax]
+            ideal_flat.extend(top)
+            ideal_len.append(len(top))
+        self.num_rel = np.asarray(num_rel, dtype=np.int64)
+        self.ideal = _pack(ideal_flat, ideal_len)
+
+
+def _pack(flat: list[int], lengths: list[int]) -> np.ndarray:
+    """Rows of varying length (concatenated in ``flat``) -> a 0-padded int matrix."""
+    nq = len(lengths)
+    lens = np.asarray(lengths, dtype=np.int64)
+    width = int(lens.max()) if nq else 0
+    mat = np.zeros((nq, width), dtype=np.int32)
+    if flat:
+        vals = np.asarray(flat, dtype=np.int32)
+        rows = np.repeat(np.arange(nq), lens)
+        starts = np.cumsum(lens) - lens
+        cols = np.arange(len(vals)) - np.repeat(starts, lens)
+        mat[rows, cols] = vals
+    return mat
+
+
+def _plan(ks, metrics, relevance_level):
+    level = _check_level(relevance_level)
+    names = _resolve_metrics(ks, metrics)
+    parsed = [parse_metric(n) for n in names]
+    kmax = max((k for _, k in parsed if k is not None), default=0)
+    want_rprec = any(f == RPREC for f, _ in parsed)
+    return level, names, kmax, want_rprec
+
+
+def _result(judged: _Judged, grades: np.ndarray, names, level, missing, not_judged) -> MetricResult:
+    values = evaluate_arrays(grades, judged.num_rel, judged.ideal, metrics=names, relevance_level=level)
+    nq = len(judged.qids)
+    if nq:
+        aggregate = {n: float(values[n].mean()) for n in names}
+        rows = np.column_stack([values[n] for n in names]).tolist()
+        per_query = {q: dict(zip(names, row)) for q, row in zip(judged.qids, rows)}
+    else:
+        aggregate = {n: math.nan for n in names}
+        per_query = {}
+    skipped = dict(judged.skipped)
+    for qid in not_judged:
+        skipped[qid] = REASON_NOT_JUDGED
+    return MetricResult(aggregate, per_query, tuple(judged.qids), skipped, tuple(missing))
+
+
+def evaluate(
+    qrels: Mapping[str, Mapping[str, int]],
+    ranked: Mapping[str, Sequence[tuple[str, float]] | Sequence[str]],
+    ks: Iterable[int] = DEFAULT_KS,
+    metrics: Sequence[str] | None = None,
+    relevance_level: int = 1,
+) -> MetricResult:
+    """Score rankings that are already in rank order (entries ``(doc_id, score)`` or doc ids).
+
+    ``metrics`` (names like ``"ndcg@10"``, any k) overrides ``ks``; by default every family is
+    computed at every k in ``ks`` plus r-precision. A doc id repeated within one ranking counts
+    once, at its first rank.
+    """
+    level, names, kmax, want_rprec = _plan(ks, metrics, relevance_level)
+    judged = _Judged(qrels, level, kmax)
+    missing: list[str] = []
+    rankings: list[tuple[int, Sequence, int]] = []
+    width = kmax
+    for qi, (qid, r) in enumerate(zip(judged.qids, judged.num_rel.tolist())):
+        entries = ranked.get(qid)
+        if entries is None or len(entries) == 0:
+            missing.append(qid)
+            continue
+        depth = max(kmax, r) if want_rprec else kmax
+        rankings.append((qi, entries, depth))
+        width = max(width, min(depth, len(entries)))
+    # one row per scored query: the grade at each rank (lookups run in C via map + fromiter)
+    grades = np.zeros((len(judged.qids), width), dtype=np.int32)
+    for qi, entries, depth in rankings:
+        docs = _doc_prefix(entries, depth)
+        pos = judged.positive[qi]
+        grades[qi, : len(docs)] = np.fromiter(map(pos.get, docs, repeat(0)), dtype=np.int32, count=len(docs))
+    not_judged = [q for q in ranked if q not in qrels]
+    return _result(judged, grades, names, level, missing, not_judged)
+
+
+_first = itemgetter(0)
+
+
+def _doc_prefix(entries: Sequence, depth: int) -> Sequence[str]:
+    """The first ``depth`` distinct doc ids of a ranking (first occurrence wins)."""
+    head = entries if len(entries) <= depth else entries[:depth]
+    plain = isinstance(head[0], str)
+    docs = head if plain else list(map(_first, head))
+    if len(set(docs)) == len(docs):
+        return docs
+    uniq = dict.fromkeys(entries if plain else map(_first, entries))
+    return list(islice(uniq, depth))
+
+
+def evaluate_run(
+    qrels: Mapping[str, Mapping[str, int]],
+    run: Mapping[str, Mapping[str, float]],
+    ks: Iterable[int] = DEFAULT_KS,
+    metrics: Sequence[str] | None = None,
+    relevance_level: int = 1,
+) -> MetricResult:
+    """Score a run of ``{query: {doc: score}}``; same result as ``evaluate(qrels, rank_run(run))``.
+
+    Faster than ranking everything: only the ranks of the judged relevant docs are needed, and
+    each is found by counting the docs that outrank it (trec_eval's order, float32 scores).
+    """
+    level, names, kmax, want_rprec = _plan(ks, metrics, relevance_level)
+    judged = _Judged(qrels, level, kmax)
+    hit_q: list[int] = []
+    hit_rank: list[int] = []
+    hit_grade: list[int] = []
+    missing: list[str] = []
+    width = kmax
+    for qi, (qid, pos, r) in enumerate(zip(judged.qids, judged.positive, judged.num_rel.tolist())):
+        docs = run.get(qid)
+        if not docs:
+            missing.append(qid)
+            continue
+        depth = max(kmax, r) if want_rprec else kmax
+        s32 = _scores32(qid, docs)
+        found = [(d, g, docs[d]) for d, g in pos.items() if d in docs]
+        if not found:
+            continue
+        n = len(docs)
+        sj = np.asarray([f[2] for f in found], dtype=np.float64).astype(np.float32)
+        if len(found) * n <= _BROADCAST_LIMIT:
+            above = (s32[None, :] > sj[:, None]).sum(axis=1)
+            ties = (s32[None, :] == sj[:, None]).sum(axis=1)
+        else:
+            srt = np.sort(s32)
+            lo = np.searchsorted(srt, sj, side="left")
+            hi = np.searchsorted(srt, sj, side="right")
+            above = n - hi
+            ties = hi - lo
+        keys = None
+        for j, (d, g, _) in enumerate(found):
+            rank = int(above[j])
+            if ties[j] > 1:
+                if keys is None:
+                    keys = list(docs)
+                tied = np.flatnonzero(s32 == sj[j]).tolist()
+                rank += sum(1 for i in tied if keys[i] > d)
+            if rank < depth:
+                hit_q.append(qi)
+                hit_rank.append(rank)
+                hit_grade.append(g)
+                if rank + 1 > width:
+                    width = rank + 1
+    not_judged = [q for q in run if q not in qrels]
+    grades = np.zeros((len(judged.qids), width), dtype=np.int32)
+    if hit_q:
+        grades[np.asarray(hit_q), np.asarray(hit_rank)] = np.asarray(hit_grade, dtype=np.int32)
+    return _result(judged, grades, names, level, missing, not_judged)
