@@ -19,7 +19,7 @@ import pyarrow as pa
 import embtui
 from embtui.engine.encode import Encoder
 from embtui.engine.metrics import DEFAULT_KS, MetricResult, evaluate
-from embtui.engine.models import ModelSpec
+from embtui.engine.models import ModelSpec, resolve_source
 from embtui.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
 from embtui.engine.search import (HnswConfig, HnswIndex, choose_index, exact_search, recall_at_k,
                                   tie_order_for)
@@ -52,6 +52,21 @@ class EvalRequest:
     @property
     def result_depth(self) -> int:
         return max(max(self.ks), self.depth or 100)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (for job files); ``from_dict`` reverses it."""
+        return {"project": self.project, "model": self.model.to_dict(), "split": self.split,
+                "device": self.device, "index": self.index, "hnsw": self.hnsw.to_dict(),
+                "ks": list(self.ks), "ignore_identical_ids": self.ignore_identical_ids,
+                "depth": self.depth, "cache_dtype": self.cache_dtype}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EvalRequest":
+        data = dict(data)
+        data["model"] = ModelSpec.from_dict(data["model"])
+        data["hnsw"] = HnswConfig.from_dict(data.get("hnsw") or {})
+        data["ks"] = tuple(data.get("ks") or DEFAULT_KS)
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,7 @@ def run_evaluation(store: Store, req: EvalRequest, *, progress: ProgressCallback
     stages.end("load_data_s", t0)
 
     spec = req.model
+    resolve_source(spec)  # a wrong path or id fails here, before a run row exists
     device = req.device or spec.device
     index_config: dict[str, Any] = {"kind": req.index, "depth": req.result_depth,
                                     "ignore_identical_ids": req.ignore_identical_ids}
@@ -186,7 +202,7 @@ def _evaluate(store: Store, req: EvalRequest, run_id: int, corpus: Corpus, queri
         fp = encoder.fingerprint
         used_device = encoder.device or f"{device} (all cached)"
         metric = "cos" if not spec.normalize else "ip"
-        kind = req.index if req.index != "auto" else choose_index(len(corpus), len(qids))
+        kind = req.index if req.index != "auto" else choose_index(len(corpus))
         index_config["kind"] = kind
         index_config["metric"] = metric
         idx, scores = _search(store, req, kind, metric, doc_vecs, q_vecs, depth, tie_order, info,
@@ -211,7 +227,8 @@ def _evaluate(store: Store, req: EvalRequest, run_id: int, corpus: Corpus, queri
     stages.timings["total_s"] = round(time.perf_counter() - t_start + stages.timings.get("load_data_s", 0), 4)
     store.finish_run(run_id, metrics=result.aggregate, query_metrics=_query_metrics_table(result),
                      rankings=_rankings_table(rankings), timings=stages.timings, info=info,
-                     device=used_device, model_fingerprint=fp)
+                     device=used_device, model_fingerprint=fp,
+                     index_config=index_config)
     return EvalResult(store.get_run(run_id), result, rankings)
 
 

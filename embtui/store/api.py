@@ -321,6 +321,7 @@ class Store:
         info: dict[str, Any],
         device: str | None = None,
         model_fingerprint: str | None = None,
+        index_config: dict[str, Any] | None = None,
     ) -> None:
         """Store a run's results in one transaction and mark it done.
 
@@ -341,10 +342,13 @@ class Store:
             )
             con.execute(
                 """UPDATE runs SET status = 'done', timings = ?, info = ?, finished_at = now(),
-                   device = coalesce(?, device), model_fingerprint = coalesce(?, model_fingerprint)
+                   device = coalesce(?, device), model_fingerprint = coalesce(?, model_fingerprint),
+                   index_config = coalesce(?, index_config), error = NULL
                    WHERE id = ?""",
                 [json.dumps(timings, sort_keys=True), json.dumps(info, sort_keys=True), device,
-                 model_fingerprint, run_id],
+                 model_fingerprint,
+                 json.dumps(index_config, sort_keys=True) if index_config is not None else None,
+                 run_id],
             )
 
     def fail_run(self, run_id: int, error: str, status: str = "failed") -> None:

@@ -1,0 +1,121 @@
+"""Benchmark exact vs HNSW search (embtui.engine.search) to set EXACT_MAX_DOCS and the HNSW defaults.
+
+Synthetic data shaped like all-MiniLM-L6-v2 output: d=384, L2-normalised float32, drawn from a
+two-level gaussian mixture (topics -> subtopics -> points) whose within-cluster variation lives mostly
+in a low-dimensional subspace, since real sentence embeddings are clustered and have low intrinsic
+dimension (uniform random vectors are unrealistically hard for HNSW).
+
+    /work/venv/bin/python benchmarks/bench_search.py                # full run, ~3-5 min on 2 cores
+    /work/venv/bin/python benchmarks/bench_search.py --sizes 5000 20000 --queries 200
+
+Prints a markdown table: exact batch time (all queries), HNSW build, HNSW batch search, single-query
+p50 latency of both, recall@10 of HNSW vs exact, index size; then recall@10 vs expansion_search
+for every N (a search-time knob, measured on the same index without rebuilding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from embtui.engine.search import EXACT_MAX_DOCS, HnswConfig, HnswIndex, exact_search, recall_at_k  # noqa: E402
+
+D = 384
+EF_SWEEP = (32, 64, 128, 256)
+
+
+def make_data(n: int, n_queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Docs and queries from the same mixture; queries get extra noise (a query/document gap).
+
+    Calibrated so cosine statistics resemble MiniLM retrieval: query->top-1 doc ~0.5, query->10th
+    doc ~0.43, median query/doc pair ~0.08.
+    """
+    rng = np.random.default_rng(seed)
+    n_topics, n_sub, latent = 50, 10_000, 128
+    topics = rng.standard_normal((n_topics, D)).astype(np.float32)
+    subs = topics[rng.integers(0, n_topics, n_sub)] + 0.8 * rng.standard_normal((n_sub, D)).astype(np.float32)
+    basis = rng.standard_normal((latent, D)).astype(np.float32) / np.sqrt(latent)
+    common = rng.standard_normal(D).astype(np.float32)  # shared offset: embeddings are anisotropic
+
+    def sample(m: int, iso: float) -> np.ndarray:
+        out = np.empty((m, D), dtype=np.float32)
+        for s in range(0, m, 50_000):
+            e = min(s + 50_000, m)
+            v = subs[rng.integers(0, n_sub, e - s)] + 0.6 * common
+            v += 1.2 * (rng.standard_normal((e - s, latent)).astype(np.float32) @ basis)
+            v += iso * rng.standard_normal((e - s, D)).astype(np.float32)
+            v /= np.linalg.norm(v, axis=1, keepdims=True)
+            out[s:e] = v
+        return out
+
+    return sample(n, 0.6), sample(n_queries, 1.2)
+
+
+def p50_ms(fn, queries: np.ndarray, reps: int) -> float:
+    times = []
+    for i in range(reps):
+        q = queries[i % len(queries)][None, :]
+        t = time.perf_counter()
+        fn(q)
+        times.append(time.perf_counter() - t)
+    return 1000 * float(np.median(times))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[5_000, 20_000, 50_000, 100_000, 200_000])
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--k", type=int, default=10)
+    args = ap.parse_args()
+
+    cfg = HnswConfig()
+    print(f"cores={os.cpu_count()} d={D} Q={args.queries} k={args.k} config={cfg.to_dict()} "
+          f"EXACT_MAX_DOCS={EXACT_MAX_DOCS}\n")
+    print("| N | exact batch (s) | exact 1q p50 (ms) | HNSW build (s) | HNSW batch (s) | HNSW 1q p50 (ms) "
+          "| build+batch (s) | recall@10 | index MB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    t_all = time.perf_counter()
+    sweep: list[tuple[int, int, float, float]] = []
+    for n in args.sizes:
+        docs, queries = make_data(n, args.queries, seed=n)
+        exact_search(queries[:50], docs, args.k)  # warm BLAS / page in
+        t = time.perf_counter()
+        exact_idx, _ = exact_search(queries, docs, args.k)
+        t_exact = time.perf_counter() - t
+        ex_p50 = p50_ms(lambda q: exact_search(q, docs, args.k), queries, reps=15 if n >= 100_000 else 40)
+
+        t = time.perf_counter()
+        index = HnswIndex.build(docs, cfg)
+        t_build = time.perf_counter() - t
+        t = time.perf_counter()
+        hnsw_idx, _ = index.search(queries, args.k)
+        t_hnsw = time.perf_counter() - t
+        hn_p50 = p50_ms(lambda q: index.search(q, args.k), queries, reps=200)
+        rec = recall_at_k(hnsw_idx, exact_idx, args.k)
+        for ef in EF_SWEEP:
+            index._index.expansion_search = ef
+            t = time.perf_counter()
+            got, _ = index.search(queries, args.k)
+            sweep.append((n, ef, recall_at_k(got, exact_idx, args.k), time.perf_counter() - t))
+        index._index.expansion_search = cfg.expansion_search
+        print(f"| {n:,} | {t_exact:.2f} | {ex_p50:.1f} | {t_build:.1f} | {t_hnsw:.3f} | {hn_p50:.2f} "
+              f"| {t_build + t_hnsw:.1f} | {rec:.4f} | {index.nbytes / 2**20:.0f} |", flush=True)
+
+    print(f"\nrecall@{args.k} and HNSW batch search time vs expansion_search (same index; "
+          f"connectivity={cfg.connectivity}, expansion_add={cfg.expansion_add}):\n")
+    print("| N | " + " | ".join(f"ef={ef}" for ef in EF_SWEEP) + " |")
+    print("|---:|" + "---:|" * len(EF_SWEEP))
+    for n in args.sizes:
+        cells = [f"{r:.4f} ({dt:.3f}s)" for m, _, r, dt in sweep if m == n]
+        print(f"| {n:,} | " + " | ".join(cells) + " |")
+    print(f"\ntotal {time.perf_counter() - t_all:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
