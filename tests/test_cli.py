@@ -146,3 +146,49 @@ def test_python_dash_m_and_console_script_work(ws: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "embtui", "--workspace", str(ws), "projects"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "demo" in proc.stdout
+
+
+def test_hnsw_eval_reports_recall_and_reuses_saved_index(ws: Path, tiny_model: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--workspace", str(ws), "eval", "--project", "demo", "--model", str(tiny_model),
+            "--index", "hnsw", "--json"]
+    code, out, _ = run_cli(capsys, *args)
+    first = json.loads(out)["runs"][0]
+    assert code == 0 and first["index"]["kind"] == "hnsw" and first["index"]["reused"] is False
+    assert first["info"]["ann_recall@10"] >= 0.95 and first["info"]["index_bytes"] > 0
+    assert (ws / first["index"]["path"]).exists()
+    code, out, _ = run_cli(capsys, *args)
+    second = json.loads(out)["runs"][0]
+    assert second["index"]["reused"] is True
+    assert second["metrics"] == first["metrics"]
+    code, out, _ = run_cli(capsys, "--workspace", str(ws), "eval", "--project", "demo", "--model",
+                           str(tiny_model), "--index", "exact", "--json")
+    exact = json.loads(out)["runs"][0]
+    assert abs(exact["metrics"]["ndcg@10"] - first["metrics"]["ndcg@10"]) < 0.05
+
+
+def test_devices_json_lists_cpu(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run_cli(capsys, "--workspace", str(tmp_path / "w"), "devices", "--json")
+    devices = json.loads(out)["devices"]
+    assert code == 0 and devices[0]["id"] == "cpu" and devices[0]["total_memory"] > 0
+
+
+def test_ignore_identical_ids_drops_the_query_itself(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    docs = [("q1", "apples and pears"), ("d1", "apples and pears grow on trees"), ("d2", "cars and roads")]
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": i, "text": t}) + "\n" for i, t in docs))
+    (folder / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "apples and pears"}) + "\n")
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    ws = str(tmp_path / "ws")
+    assert run_cli(capsys, "--workspace", ws, "import", "beir", str(folder), "--project", "p")[0] == 0
+    rankings = {}
+    for flag in ([], ["--ignore-identical-ids"]):
+        code, out, _ = run_cli(capsys, "--workspace", ws, "eval", "--project", "p", "--model", "bm25",
+                               "--json", *flag)
+        run_id = json.loads(out)["runs"][0]["id"]
+        from embtui.store import Store
+
+        rankings[bool(flag)] = [d for d, _ in Store(ws).run_rankings(run_id)["q1"]]
+    assert rankings[False][0] == "q1"
+    assert "q1" not in rankings[True] and rankings[True][0] == "d1"
