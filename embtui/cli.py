@@ -193,6 +193,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                     ignore_identical_ids=args.ignore_identical_ids,
                                     depth=1000 if args.run_file else None,
                                     cache_dtype="float16" if args.cache_f16 else "float32"))
+    if args.detach:
+        from embtui.jobs.cli import detach_eval
+        return detach_eval(store, requests, args)
     results = []
     show = sys.stderr.isatty() and not args.json
     for i, req in enumerate(requests):
@@ -330,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ignore-identical-ids", action="store_true",
                    help="drop a query's own id from its results (ArguAna, Quora)")
     p.add_argument("--cache-f16", action="store_true", help="store cached embeddings as float16")
+    p.add_argument("--detach", action="store_true", help="run as background job(s); print job ids")
     p.add_argument("--hnsw-dtype", choices=["f32", "f16", "i8"])
     p.add_argument("--hnsw-connectivity", type=int)
     p.add_argument("--hnsw-expansion-add", type=int)
@@ -341,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
+    from embtui.jobs.cli import add_commands
+    add_commands(sub)
     return parser
 
 

@@ -125,6 +125,8 @@ class Encoder:
     def _encode_missing(self, texts: list[str], hashes: list[bytes], role: str,
                         cache: EmbeddingCache, meter: Meter, cancel: CancelToken) -> float:
         model = self.model()
+        meter.device = self.device
+        meter.batch_size = self.batch_size
         prompt, prompt_name = self.spec.prompt_for(role)
         seconds = 0.0
         done = 0
@@ -155,6 +157,8 @@ class Encoder:
                             "use a smaller max_seq_length, lower precision or another device",
                         ) from exc
                     self.batch_size = max(1, self.batch_size // 2)
+                    meter.batch_size = self.batch_size
+                    meter.update(done, force=True)
                     continue
                 seconds += time.perf_counter() - t0
                 parts.append(np.asarray(vecs, dtype=np.float32))

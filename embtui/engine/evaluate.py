@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 import embtui
-from embtui.engine.encode import Encoder
+from embtui.engine.encode import DEFAULT_CHUNK_TEXTS, Encoder
 from embtui.engine.metrics import DEFAULT_KS, MetricResult, evaluate
 from embtui.engine.models import ModelSpec, resolve_source
 from embtui.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
@@ -44,6 +44,7 @@ class EvalRequest:
     ignore_identical_ids: bool = False
     depth: int | None = None
     cache_dtype: str = "float32"
+    chunk_texts: int | None = None  # texts per committed cache chunk (resume granularity)
 
     def __post_init__(self) -> None:
         if self.index not in INDEX_KINDS:
@@ -58,7 +59,7 @@ class EvalRequest:
         return {"project": self.project, "model": self.model.to_dict(), "split": self.split,
                 "device": self.device, "index": self.index, "hnsw": self.hnsw.to_dict(),
                 "ks": list(self.ks), "ignore_identical_ids": self.ignore_identical_ids,
-                "depth": self.depth, "cache_dtype": self.cache_dtype}
+                "depth": self.depth, "cache_dtype": self.cache_dtype, "chunk_texts": self.chunk_texts}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EvalRequest":
@@ -187,7 +188,8 @@ def _evaluate(store: Store, req: EvalRequest, run_id: int, corpus: Corpus, queri
         used_device = "cpu"
     else:
         encoder = Encoder(spec, store.ws.cache_dir, store=store, device=device,
-                          cache_dtype=req.cache_dtype)
+                          cache_dtype=req.cache_dtype,
+                          chunk_texts=req.chunk_texts or DEFAULT_CHUNK_TEXTS)
         t0 = stages.start("encode documents", len(corpus))
         doc_vecs, doc_stats = encoder.encode(corpus.encode_texts(), "document",
                                              progress=stages.progress, cancel=cancel)

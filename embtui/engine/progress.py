@@ -24,6 +24,8 @@ class Progress:
     rate: float = 0.0
     eta_s: float | None = None
     message: str = ""
+    batch_size: int | None = None   # encode stages: the batch size in use (after any OOM back-off)
+    device: str | None = None       # encode stages: the device the model runs on
 
     @property
     def fraction(self) -> float:
@@ -68,6 +70,8 @@ class Meter:
         self.start = time.perf_counter()
         self._last = 0.0
         self.done = 0
+        self.batch_size: int | None = None
+        self.device: str | None = None
 
     def update(self, done: int, force: bool = False) -> None:
         self.done = done
@@ -78,7 +82,8 @@ class Meter:
         elapsed = max(now - self.start, 1e-9)
         rate = done / elapsed if done else 0.0
         eta = (self.total - done) / rate if rate > 0 else None
-        self.callback(Progress(self.stage, done, self.total, rate, eta, self.message))
+        self.callback(Progress(self.stage, done, self.total, rate, eta, self.message,
+                               self.batch_size, self.device))
 
     def finish(self) -> None:
         self.update(self.total, force=True)

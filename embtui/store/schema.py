@@ -93,6 +93,62 @@ MIGRATIONS: list[list[str]] = [
             sha256 VARCHAR NOT NULL
         )""",
     ],
+    # 2: background jobs (durable record; live progress is a file per job) and the batch size that
+    #    survived an out-of-memory back-off, per model config and device
+    [
+        """CREATE TABLE IF NOT EXISTS jobs (
+            id VARCHAR PRIMARY KEY,
+            kind VARCHAR NOT NULL,
+            request VARCHAR NOT NULL,
+            state VARCHAR NOT NULL,
+            run_id INTEGER,
+            device VARCHAR,
+            pid INTEGER,
+            host VARCHAR,
+            chunk_texts INTEGER,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            started_at TIMESTAMP,
+            finished_at TIMESTAMP,
+            updated_at TIMESTAMP
+        )""",
+        """CREATE TABLE IF NOT EXISTS batch_sizes (
+            model_key VARCHAR NOT NULL,
+            device VARCHAR NOT NULL,
+            batch_size INTEGER NOT NULL,
+            updated_at TIMESTAMP,
+            PRIMARY KEY (model_key, device)
+        )""",
+    ],
+    # 3: annotations (labels and notes on a query or a (query, document) pair) and the qrels overlay
+    #    (judgments added by hand; the imported qrels are never changed). Both are keyed by project
+    #    NAME so they survive re-running models and re-importing the project with --replace.
+    [
+        "CREATE SEQUENCE IF NOT EXISTS annotation_ids START 1",
+        """CREATE TABLE IF NOT EXISTS annotations (
+            id INTEGER PRIMARY KEY DEFAULT nextval('annotation_ids'),
+            project VARCHAR NOT NULL,
+            query_id VARCHAR NOT NULL,
+            doc_id VARCHAR,
+            label VARCHAR NOT NULL,
+            note VARCHAR,
+            run_id INTEGER,
+            created_at TIMESTAMP DEFAULT current_timestamp,
+            updated_at TIMESTAMP DEFAULT current_timestamp
+        )""",
+        """CREATE TABLE IF NOT EXISTS qrels_overlay (
+            project VARCHAR NOT NULL,
+            split VARCHAR NOT NULL,
+            query_id VARCHAR NOT NULL,
+            doc_id VARCHAR NOT NULL,
+            grade INTEGER NOT NULL,
+            note VARCHAR,
+            run_id INTEGER,
+            created_at TIMESTAMP DEFAULT current_timestamp,
+            PRIMARY KEY (project, split, query_id, doc_id)
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

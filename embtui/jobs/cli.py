@@ -1,0 +1,232 @@
+"""CLI commands for background jobs: `eval --detach`, `jobs [follow|cancel|resume|log]`, `doctor`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from embtui.errors import EmbtuiError
+
+
+def _workspace(args: argparse.Namespace) -> Any:
+    from embtui.store import Workspace, default_workspace
+
+    ws = Workspace(Path(args.workspace) if args.workspace else default_workspace())
+    if not ws.exists():
+        raise EmbtuiError(f"no embtui workspace at {ws.root}",
+                          "pass --workspace DIR or create one with `embtui import`")
+    return ws
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def detach_eval(store: Any, requests: Sequence[Any], args: argparse.Namespace) -> int:
+    """`embtui eval ... --detach`: one background job per model; prints the job id(s) and returns."""
+    from embtui.jobs.api import submit_eval
+
+    if getattr(args, "run_file", None):
+        raise EmbtuiError("--run-file cannot be combined with --detach",
+                          "run without --detach to write a run file")
+    ids = [submit_eval(store.ws, req) for req in requests]
+    if getattr(args, "json", False):
+        out: dict[str, Any] = {"job_ids": ids}
+        if len(ids) == 1:
+            out["job_id"] = ids[0]
+        _print_json(out)
+        return 0
+    for job_id, req in zip(ids, requests):
+        print(f"job {job_id}: {req.model.name} on {req.project}/{req.split}")
+    print(f"follow with `embtui jobs follow {ids[0]}`; list with `embtui jobs`", file=sys.stderr)
+    return 0
+
+
+# -- embtui jobs ---------------------------------------------------------------------------------
+def _fmt_eta(eta: float | None) -> str:
+    if eta is None:
+        return ""
+    eta = int(eta)
+    return f"{eta // 3600}h{eta % 3600 // 60:02d}m" if eta >= 3600 else f"{eta // 60}m{eta % 60:02d}s"
+
+
+def _list_json(info: Any) -> dict[str, Any]:
+    d = info.to_dict()
+    d.pop("log_tail", None)
+    return d
+
+
+def _cmd_list(ws: Any, args: argparse.Namespace) -> int:
+    from embtui.cli import _table
+    from embtui.jobs.api import list_jobs
+
+    jobs = list_jobs(ws)
+    if args.json:
+        _print_json({"jobs": [_list_json(j) for j in jobs]})
+        return 0
+    if not jobs:
+        print("no jobs yet: start one with `embtui eval --project NAME --model MODEL --detach`")
+        return 0
+    rows = []
+    for j in jobs:
+        rows.append([j.id, j.state, f"{100 * j.progress:.0f}%", j.stage, j.model, f"{j.project}/{j.split}",
+                     j.device or "", j.batch_size or "", f"{j.items_per_s:.0f}" if j.items_per_s else "",
+                     _fmt_eta(j.eta_s) if j.state == "running" else "", j.run_id or "", j.created_at])
+    print(_table(["job", "state", "progress", "stage", "model", "project", "device", "batch", "items/s",
+                  "eta", "run", "created"], rows))
+    for j in jobs:
+        if j.error and j.state in ("failed", "interrupted"):
+            print(f"{j.id}: {j.error}")
+    return 0
+
+
+class _Bar:
+    """A live progress line: redrawn in place on a terminal, one line per stage change otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.width = 0
+        self.last_stage = ""
+
+    def __call__(self, j: Any) -> None:
+        bar = "#" * int(30 * j.progress)
+        rate = f" {j.items_per_s:.0f}/s" if j.items_per_s and j.state == "running" else ""
+        eta = f" eta {_fmt_eta(j.eta_s)}" if j.eta_s and j.state == "running" else ""
+        counts = f" {j.done}/{j.total}" if j.total else ""
+        batch = f" batch {j.batch_size}" if j.batch_size else ""
+        line = (f"{j.id} {j.state:<11} [{bar:<30}] {100 * j.progress:3.0f}% {j.stage}{counts}{rate}"
+                f"{eta}{batch}")
+        if self.tty:
+            sys.stderr.write("\r" + line.ljust(self.width))
+            self.width = len(line)
+            sys.stderr.flush()
+        elif j.stage != self.last_stage or j.finished:
+            print(line, file=sys.stderr, flush=True)
+        self.last_stage = j.stage
+
+    def close(self) -> None:
+        if self.tty and self.width:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _cmd_follow(ws: Any, args: argparse.Namespace) -> int:
+    from embtui.jobs.api import follow_job
+
+    bar = _Bar()
+    try:
+        final = follow_job(ws, args.job_id, bar)
+    finally:
+        bar.close()
+    if args.json:
+        _print_json(final.to_dict())
+    else:
+        what = f"run {final.run_id}" if final.run_id else "no run"
+        print(f"job {final.id} {final.state} ({what})" + (f": {final.error}" if final.error else ""))
+        if final.state == "interrupted":
+            print(f"resume with `embtui jobs resume {final.id}`", file=sys.stderr)
+    return 0 if final.state == "done" else 1
+
+
+def _cmd_cancel(ws: Any, args: argparse.Namespace) -> int:
+    from embtui.jobs.api import cancel_job, get_job
+
+    cancel_job(ws, args.job_id)
+    info = get_job(ws, args.job_id, log_lines=0)
+    deadline = time.monotonic() + args.wait
+    while info.state in ("running", "queued") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        info = get_job(ws, args.job_id, log_lines=0)
+    if args.json:
+        _print_json(_list_json(info))
+    elif info.state in ("running", "queued"):
+        print(f"job {info.id}: cancel requested; it stops after its current batch")
+    else:
+        print(f"job {info.id} {info.state}")
+    return 0
+
+
+def _cmd_resume(ws: Any, args: argparse.Namespace) -> int:
+    from embtui.jobs.api import get_job, resume_job
+
+    resume_job(ws, args.job_id)
+    info = get_job(ws, args.job_id, log_lines=0)
+    if args.json:
+        _print_json(_list_json(info))
+    else:
+        print(f"job {info.id} resumed (worker pid {info.pid}); follow with `embtui jobs follow {info.id}`")
+    return 0
+
+
+def _cmd_log(ws: Any, args: argparse.Namespace) -> int:
+    from embtui.jobs.api import job_log
+
+    text = job_log(ws, args.job_id, args.lines)
+    if text:
+        print(text)
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    if args.action == "list":
+        return _cmd_list(ws, args)
+    if not args.job_id:
+        raise EmbtuiError(f"`embtui jobs {args.action}` needs a job id", "list jobs with `embtui jobs`")
+    return {"follow": _cmd_follow, "cancel": _cmd_cancel, "resume": _cmd_resume,
+            "log": _cmd_log}[args.action](ws, args)
+
+
+# -- embtui doctor -------------------------------------------------------------------------------
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from embtui.jobs.doctor import check_workspace
+    from embtui.store import Workspace, default_workspace
+
+    ws = Workspace(Path(args.workspace) if args.workspace else default_workspace())
+    report = check_workspace(ws, fix=args.fix)
+    if args.json:
+        _print_json(report.to_dict())
+        return 0 if report.ok else 1
+    for c in report.checks:
+        print(f"{'ok ' if c['ok'] else 'BAD'}  {c['check']:<16} {c['detail']}")
+    for p in report.problems:
+        print(f"problem: {p}")
+    for w in report.warnings:
+        print(f"warning: {w}")
+    if report.orphans:
+        print(f"{len(report.orphans)} orphan file(s) (left by interrupted writers; readers ignore them)"
+              + ("" if args.fix else "; remove with `embtui doctor --fix`") + ":")
+        for o in report.orphans[:20]:
+            print(f"  {o}")
+        if len(report.orphans) > 20:
+            print(f"  ... and {len(report.orphans) - 20} more")
+    for f in report.fixed:
+        print(f"fixed: {f}")
+    print("workspace is healthy" if report.ok else "workspace has problems"
+          + ("" if args.fix else " (some can be repaired with `embtui doctor --fix`)"))
+    return 0 if report.ok else 1
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add `jobs` and `doctor` to the embtui command parser."""
+    p = subparsers.add_parser("jobs", help="list, follow, cancel, resume background jobs",
+                              description="Background jobs of this workspace (started with "
+                              "`embtui eval --detach` or from the app).")
+    p.add_argument("action", nargs="?", choices=["list", "follow", "cancel", "resume", "log"],
+                   default="list")
+    p.add_argument("job_id", nargs="?", help="job id (a unique prefix is enough)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--lines", type=int, default=200, help="log lines to show (log)")
+    p.add_argument("--wait", type=float, default=10.0,
+                   help="seconds `cancel` waits for the worker to stop (default 10)")
+    p.set_defaults(func=cmd_jobs)
+
+    p = subparsers.add_parser("doctor", help="check the workspace: database, files, cache, stuck runs")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--fix", action="store_true",
+                   help="remove orphan files, drop rows of missing artifacts, end stuck runs")
+    p.set_defaults(func=cmd_doctor)
