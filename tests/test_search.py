@@ -9,7 +9,6 @@ import pytest
 
 from embtui.engine.progress import CancelToken
 from embtui.engine.search import (
-    EXACT_BATCH_MAX_QUERIES,
     EXACT_MAX_DOCS,
     METRICS,
     HnswConfig,
@@ -238,10 +237,6 @@ def test_choose_index_crossover():
     assert choose_index(EXACT_MAX_DOCS) == "exact"
     assert choose_index(EXACT_MAX_DOCS + 1) == "hnsw"
     assert choose_index(EXACT_MAX_DOCS * 10) == "hnsw"
-    # a known batch: exact until there are more queries than the index build is worth
-    assert choose_index(EXACT_MAX_DOCS // 10, n_queries=10**6) == "exact"
-    assert choose_index(EXACT_MAX_DOCS * 10, n_queries=1000) == "exact"
-    assert choose_index(EXACT_MAX_DOCS * 10, n_queries=EXACT_BATCH_MAX_QUERIES + 1) == "hnsw"
 
 
 # ---------------------------------------------------------------------------------------------- HNSW

@@ -21,19 +21,15 @@ if TYPE_CHECKING:  # pragma: no cover
 METRICS = ("cos", "ip", "l2sq")
 DTYPES = ("f32", "f16", "i8")
 
-# Crossover for ``--index auto`` (benchmarks/bench_search.py: 2-core x86 VM, d=384 normalised vectors,
-# clustered synthetic data, Q=1000, k=10).  Measured throughput: exact batch scoring ~6e-9 s per
-# query-doc pair (1000 queries x 200k docs in 1.25 s); HNSW build ~3.5e-4 s per doc (200k in ~70 s);
-# exact single-query latency (cos) ~0.075 us per doc (1.3 ms at 20k, 3.6 ms at 50k, 15 ms at 200k).
-# Rule, interactive (query count unknown): exact while one query fits a ~10 ms latency budget.
-#   That is crossed at ~130k docs on an idle machine (and near 50k under CPU contention); 100k keeps
-#   a margin and also avoids a 30-70 s index build for corpora a TUI user would wait on.
-# Rule, batch (query count known): building the index alone costs as much as exact-scoring
-#   b/a = 3.5e-4 / 6e-9 ~ 58k queries, at ANY corpus size (both grow linearly in N), and at equal
-#   recall (>= 0.98) HNSW search is only ~2x faster than batched exact search at 200k docs.  So a
-#   one-off evaluation stays exact unless it has more than EXACT_BATCH_MAX_QUERIES queries.
+# Crossover for ``--index auto`` (benchmarks/bench_search.py, recorded in BENCHMARKS.md: 2-core x86
+# VM, d=384 normalised vectors, clustered synthetic data, k=10). Exact single-query latency grows
+# ~0.075 us per doc (1.3 ms at 20k, 3.6 ms at 50k, 15 ms at 200k); HNSW stays under 1 ms. Rule:
+# exact while one query fits a ~10 ms interactive budget (crossed at ~130k docs idle, earlier under
+# load), so 100k. Above it an evaluation builds HNSW once, saves it beside the DB and every later run
+# and the TUI's live queries reuse it; each ANN run reports its recall@10 against exact search.
+# (For a one-off batch, exact scoring stays cheaper than an index build up to ~58k queries at any
+# corpus size; pass --index exact for that.)
 EXACT_MAX_DOCS: int = 100_000
-EXACT_BATCH_MAX_QUERIES: int = 50_000
 
 # Query batches are sized so one [Q_batch, chunk] float32 score block stays under this many bytes.
 _SCORE_BLOCK_BYTES = 64 * 1024 * 1024
@@ -437,16 +433,6 @@ def recall_at_k(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
     return 1.0 if counted == 0 else total / counted
 
 
-def choose_index(n_docs: int, n_queries: int | None = None) -> str:
-    """``"exact"`` or ``"hnsw"`` for ``--index auto``; the measurements behind it are by EXACT_MAX_DOCS.
-
-    Up to :data:`EXACT_MAX_DOCS` docs: always exact. Above it: ``"hnsw"`` when ``n_queries`` is None
-    (interactive use, where single-query latency matters), else exact unless the batch has more than
-    :data:`EXACT_BATCH_MAX_QUERIES` queries (below that, exact scoring of the whole batch is cheaper
-    than building the index, and exact has no recall loss).
-    """
-    if int(n_docs) <= EXACT_MAX_DOCS:
-        return "exact"
-    if n_queries is None:
-        return "hnsw"
-    return "exact" if int(n_queries) <= EXACT_BATCH_MAX_QUERIES else "hnsw"
+def choose_index(n_docs: int) -> str:
+    """``"exact"`` up to :data:`EXACT_MAX_DOCS` documents, else ``"hnsw"`` (for ``--index auto``)."""
+    return "exact" if int(n_docs) <= EXACT_MAX_DOCS else "hnsw"
