@@ -347,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_runs)
     from embtui.jobs.cli import add_commands
     add_commands(sub)
+    from embtui.compare_cli import add_commands as add_compare_commands
+    add_compare_commands(sub)
     return parser
 
 

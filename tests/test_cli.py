@@ -47,6 +47,7 @@ def test_eval_json_and_run_file_agree_with_pytrec_eval(ws: Path, tiny_model: Pat
     assert code == 0, err
     (run,) = json.loads(out)["runs"]
     assert run["status"] == "done" and run["info"]["scored"] == 100
+    assert run["info"]["max_seq_length"] == 64  # the tiny model's own default, recorded for reproduction
     for name in ("ndcg@10", "mrr@10", "recall@100", "map@100", "p@1", "success@5", "r-precision"):
         assert name in run["metrics"]
     lines = run_file.read_text().splitlines()

@@ -19,7 +19,7 @@ import pyarrow as pa
 import embtui
 from embtui.engine.encode import DEFAULT_CHUNK_TEXTS, Encoder
 from embtui.engine.metrics import DEFAULT_KS, MetricResult, evaluate
-from embtui.engine.models import ModelSpec, resolve_source
+from embtui.engine.models import ModelSpec, effective_max_seq_length, resolve_source
 from embtui.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
 from embtui.engine.search import (HnswConfig, HnswIndex, choose_index, exact_search, recall_at_k,
                                   tie_order_for)
@@ -200,6 +200,7 @@ def _evaluate(store: Store, req: EvalRequest, run_id: int, corpus: Corpus, queri
         encoder.unload()
         info["encode"] = {"documents": doc_stats.to_dict(), "queries": q_stats.to_dict()}
         info["embedding_dim"] = int(doc_vecs.shape[1])
+        info["max_seq_length"] = effective_max_seq_length(spec)
         info["embedding_bytes"] = int(doc_vecs.nbytes)
         fp = encoder.fingerprint
         used_device = encoder.device or f"{device} (all cached)"

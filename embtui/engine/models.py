@@ -195,6 +195,31 @@ def fingerprint(spec: ModelSpec, store: "Store | None" = None) -> str | None:
     return f"hf:{source}@{commit}" if commit else None
 
 
+def effective_max_seq_length(spec: ModelSpec) -> int | None:
+    """The spec's max_seq_length, else the model folder's default (sentence_bert_config.json)."""
+    if spec.max_seq_length is not None or spec.is_bm25:
+        return spec.max_seq_length
+    source, local = resolve_source(spec)
+    folder = Path(source) if local else None
+    if folder is None:
+        commit = _hf_cache_commit(source, spec.revision)
+        if commit is None:
+            return None
+        hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
+            os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub")
+        folder = Path(hub) / ("models--" + source.replace("/", "--")) / "snapshots" / commit
+    # sentence-transformers < 6 writes it to sentence_bert_config.json, 6.x to the tokenizer config
+    for name, key in (("sentence_bert_config.json", "max_seq_length"),
+                      ("tokenizer_config.json", "model_max_length")):
+        try:
+            value = json.loads((folder / name).read_text()).get(key)
+        except (OSError, ValueError):
+            continue
+        if isinstance(value, int) and 0 < value < 1_000_000:
+            return value
+    return None
+
+
 def cache_key(spec: ModelSpec, fp: str, role: str) -> str:
     """Key of the embedding cache for one model config and role: what changes the vectors."""
     prompt, prompt_name = spec.prompt_for(role)

@@ -193,8 +193,11 @@ class Store:
         con.execute("DELETE FROM projects WHERE id = ?", [pid])
 
     def delete_project(self, name: str) -> None:
+        """Remove a project with its runs, annotations and qrels overlay (a --replace keeps those two)."""
         with self.ws.transaction() as con:
             self._delete_project(con, self._project_id(con, name))
+            con.execute("DELETE FROM annotations WHERE project = ?", [name])
+            con.execute("DELETE FROM qrels_overlay WHERE project = ?", [name])
 
     def corpus(self, project: str) -> Corpus:
         with self.ws.connect() as con:
@@ -465,3 +468,15 @@ class Store:
         with self.ws.transaction() as con:
             con.execute("INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?, ?)",
                         [path, size, mtime, sha256])
+
+    # -- annotations and the qrels overlay (owned by embtui/store/annotations.py) ---------------
+    @property
+    def annotations(self) -> "AnnotationStore":
+        """Labels/notes on queries and query-document pairs, and the hand-made qrels overlay."""
+        from embtui.store.annotations import AnnotationStore
+
+        return AnnotationStore(self.ws)
+
+    def corrected_qrels(self, project: str, split: str) -> dict[str, dict[str, int]]:
+        """``qrels(project, split)`` with the overlay judgments on top (the imported ones unchanged)."""
+        return self.annotations.corrected_qrels(project, split)
