@@ -145,10 +145,11 @@ def try_slot(locks_dir: Path, device: str, slots: int) -> SlotLock | None:
 
 
 def wait_for_slot(locks_dir: Path, device: str, slots: int, *, stop: Callable[[], bool],
+                  my_turn: Callable[[], bool] = lambda: True,
                   poll_s: float = 0.25) -> SlotLock | None:
-    """Block until a slot is free (returns it) or ``stop()`` turns true (returns None)."""
+    """Block until a slot is free and ``my_turn()`` (returns the slot) or ``stop()`` (returns None)."""
     while True:
-        lock = try_slot(locks_dir, device, slots)
+        lock = try_slot(locks_dir, device, slots) if my_turn() else None
         if lock is not None:
             return lock
         if stop():

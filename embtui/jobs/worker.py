@@ -208,7 +208,8 @@ def run_job(workspace: str | os.PathLike[str], job_id: str) -> str:
         slots = jobs_per_device(ws)
         rep.set(stage=f"waiting for {device}")
         rep.write(force=True)
-        lock = wait_for_slot(ws.jobs_dir / "locks", device, slots, stop=rep.poll_cancel)
+        lock = wait_for_slot(ws.jobs_dir / "locks", device, slots, stop=rep.poll_cancel,
+                             my_turn=lambda: _first_in_line(js, row, device))
         if lock is None:
             raise Cancelled()
         rep.log(f"got {device} slot {lock.slot} of {slots}")
@@ -257,6 +258,18 @@ def run_job(workspace: str | os.PathLike[str], job_id: str) -> str:
         rep.stop(state=state, error=error, eta_s=None,
                  **({"progress": 1.0, "stage": "done"} if state == "done" else {}))
     return state
+
+
+def _first_in_line(js: JobStore, me: Any, device: str) -> bool:
+    """Jobs start in the order they were submitted: no older job with a live worker waits for this device."""
+    from embtui.jobs.api import pid_runs_job
+
+    for other in js.list(states=["queued"]):
+        if (other.id != me.id and other.device == device and other.pid
+                and (other.created_at, other.id) < (me.created_at, me.id)
+                and pid_runs_job(other.pid, other.id)):
+            return False
+    return True
 
 
 def _prepare_run(js: JobStore, store: Any, job_id: str, run_id: int | None, req: Any,
