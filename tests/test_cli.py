@@ -193,3 +193,16 @@ def test_ignore_identical_ids_drops_the_query_itself(tmp_path: Path, capsys: pyt
         rankings[bool(flag)] = [d for d, _ in Store(ws).run_rankings(run_id)["q1"]]
     assert rankings[False][0] == "q1"
     assert "q1" not in rankings[True] and rankings[True][0] == "d1"
+
+
+def test_corpus_larger_than_the_memory_budget_is_searched_from_a_memory_map(demo_store, tiny_model: Path) -> None:
+    from embtui.engine.evaluate import EvalRequest, run_evaluation
+    from embtui.engine.models import ModelSpec
+
+    spec = ModelSpec(model=str(tiny_model))
+    in_ram = run_evaluation(demo_store, EvalRequest(project="demo", model=spec))
+    spilled = run_evaluation(demo_store, EvalRequest(project="demo", model=spec, max_in_memory_bytes=1024))
+    assert in_ram.run.info["embeddings_memory_mapped"] is False
+    assert spilled.run.info["embeddings_memory_mapped"] is True
+    assert spilled.run.metrics == in_ram.run.metrics and spilled.rankings == in_ram.rankings
+    assert not list(demo_store.ws.runs_dir.glob("*.npy")), "the spill file is removed after the run"

@@ -21,6 +21,12 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_CHUNK_TEXTS = 512
 
 
+def _ram_budget() -> int:
+    import psutil
+
+    return psutil.virtual_memory().available // 4
+
+
 def is_oom(exc: BaseException) -> bool:
     """True for a CUDA/MPS out-of-memory error (matched by type name, so torch needn't be imported)."""
     return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
@@ -101,8 +107,14 @@ class Encoder:
 
     def encode(self, texts: Sequence[str], role: str, *, progress: ProgressCallback | None = None,
                cancel: CancelToken | None = None, out: np.ndarray | None = None,
+               spill_path: Path | None = None, max_in_memory_bytes: int | None = None,
                ) -> tuple[np.ndarray, EncodeStats]:
-        """Vectors for ``texts`` (float32, in order) and what it took; fills the cache on the way."""
+        """Vectors for ``texts`` (float32, in order) and what it took; fills the cache on the way.
+
+        With ``spill_path``, a result larger than ``max_in_memory_bytes`` (default: a quarter of
+        the available RAM) is gathered into a memory-mapped .npy file there instead of memory, so
+        a corpus larger than RAM can be searched; the caller deletes the file when done.
+        """
         if role not in ("query", "document"):
             raise ValueError(f"role must be 'query' or 'document', not {role!r}")
         cancel = cancel or CancelToken()
@@ -118,6 +130,12 @@ class Encoder:
             seconds = self._encode_missing([texts[i] for i in order], [hashes[i] for i in order],
                                            role, cache, meter, cancel)
         meter.finish()
+        if out is None and spill_path is not None and cache.dim:
+            budget = max_in_memory_bytes if max_in_memory_bytes is not None else _ram_budget()
+            if len(texts) * cache.dim * 4 > budget:
+                spill_path.parent.mkdir(parents=True, exist_ok=True)
+                out = np.lib.format.open_memmap(spill_path, mode="w+", dtype=np.float32,
+                                                shape=(len(texts), cache.dim))
         vectors = cache.gather(hashes, out=out)
         return vectors, EncodeStats(role, len(texts), unique, len(todo), unique - len(todo),
                                     seconds, self.batch_size)

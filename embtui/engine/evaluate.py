@@ -45,6 +45,7 @@ class EvalRequest:
     depth: int | None = None
     cache_dtype: str = "float32"
     chunk_texts: int | None = None  # texts per committed cache chunk (resume granularity)
+    max_in_memory_bytes: int | None = None  # larger corpus matrices are memory-mapped from disk
 
     def __post_init__(self) -> None:
         if self.index not in INDEX_KINDS:
@@ -59,7 +60,8 @@ class EvalRequest:
         return {"project": self.project, "model": self.model.to_dict(), "split": self.split,
                 "device": self.device, "index": self.index, "hnsw": self.hnsw.to_dict(),
                 "ks": list(self.ks), "ignore_identical_ids": self.ignore_identical_ids,
-                "depth": self.depth, "cache_dtype": self.cache_dtype, "chunk_texts": self.chunk_texts}
+                "depth": self.depth, "cache_dtype": self.cache_dtype, "chunk_texts": self.chunk_texts,
+                "max_in_memory_bytes": self.max_in_memory_bytes}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EvalRequest":
@@ -156,6 +158,8 @@ def run_evaluation(store: Store, req: EvalRequest, *, progress: ProgressCallback
     except BaseException as exc:
         store.fail_run(run_id, f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        (store.ws.runs_dir / f"run-{run_id}-documents.f32.npy").unlink(missing_ok=True)
     return result
 
 
@@ -191,8 +195,10 @@ def _evaluate(store: Store, req: EvalRequest, run_id: int, corpus: Corpus, queri
                           cache_dtype=req.cache_dtype,
                           chunk_texts=req.chunk_texts or DEFAULT_CHUNK_TEXTS)
         t0 = stages.start("encode documents", len(corpus))
+        spill = store.ws.runs_dir / f"run-{run_id}-documents.f32.npy"
         doc_vecs, doc_stats = encoder.encode(corpus.encode_texts(), "document",
-                                             progress=stages.progress, cancel=cancel)
+                                             progress=stages.progress, cancel=cancel,
+                                             spill_path=spill, max_in_memory_bytes=req.max_in_memory_bytes)
         stages.end("encode_documents_s", t0)
         t0 = stages.start("encode queries", len(qids))
         q_vecs, q_stats = encoder.encode(qtexts, "query", progress=stages.progress, cancel=cancel)
@@ -202,6 +208,7 @@ def _evaluate(store: Store, req: EvalRequest, run_id: int, corpus: Corpus, queri
         info["embedding_dim"] = int(doc_vecs.shape[1])
         info["max_seq_length"] = effective_max_seq_length(spec)
         info["embedding_bytes"] = int(doc_vecs.nbytes)
+        info["embeddings_memory_mapped"] = isinstance(doc_vecs, np.memmap)
         fp = encoder.fingerprint
         used_device = encoder.device or f"{device} (all cached)"
         metric = "cos" if not spec.normalize else "ip"
