@@ -1,0 +1,224 @@
+"""Interactive search for one model on one project: cached document vectors, lazy model, top-k hits.
+
+UI-free and thread-safe: the TUI calls it from thread workers, a script can call it directly.
+Nothing here imports torch until a typed query that is not in the embedding cache needs encoding.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from embtui.engine.models import ModelSpec
+from embtui.errors import EmbtuiError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from embtui.engine.encode import Encoder
+    from embtui.store import Corpus, Store
+
+# Typed queries whose vectors are kept in memory (backspacing re-uses them).
+_QUERY_MEMO = 256
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One ranked document for a query."""
+
+    doc_id: str
+    score: float
+    title: str
+    text: str
+    rank: int
+
+
+class NotEvaluated(EmbtuiError):
+    """The model has no cached document embeddings for this project yet (evaluate it first)."""
+
+
+class LiveSearcher:
+    """Top-k search over a project's documents with one model spec.
+
+    ``prepare()`` loads the corpus and the cached document embeddings (no model needed) or, for
+    ``bm25``, builds the lexical index; it raises :class:`NotEvaluated` when the cache lacks some
+    documents. A query found in the query cache (every dataset query of an evaluated split) is
+    searched without the model; any other text needs ``load_model()`` first (``search`` does it on
+    demand; callers that want to show a "loading model..." state check ``needs_model(text)``).
+    Ranking follows the evaluation: same metric, same tie rule (doc id descending).
+    """
+
+    def __init__(self, store: "Store", project: str, spec: ModelSpec, *, device: str | None = None,
+                 corpus: "Corpus | None" = None, torch_threads: int | None = None) -> None:
+        """``torch_threads``: if set, ``torch.set_num_threads`` (process-wide) when the model loads.
+        Interactive callers pass 1: one short query gains nothing from intra-op parallelism, and
+        with every core spinning in OpenMP a query takes ~0.5 s instead of ~7 ms as soon as another
+        process (an encode job) holds a core (measured on 2 cores, all-MiniLM-L6-v2)."""
+        self.torch_threads = torch_threads
+        self.store = store
+        self.project = project
+        self.spec = spec
+        self.device = device or spec.device
+        self._corpus = corpus
+        self._prep_lock = threading.Lock()
+        self._model_lock = threading.Lock()
+        self._prepared = False
+        self._docs: np.ndarray | None = None
+        self._ann: Any = None
+        self._bm25: Any = None
+        self._tie: np.ndarray | None = None
+        self._encoder: "Encoder | None" = None
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.metric = "cos" if not spec.normalize else "ip"  # as evaluate.py scores
+
+    # -- loading ----------------------------------------------------------------------------
+    @property
+    def corpus(self) -> "Corpus":
+        if self._corpus is None:
+            self._corpus = self.store.corpus(self.project)
+        return self._corpus
+
+    @property
+    def prepared(self) -> bool:
+        return self._prepared
+
+    @property
+    def model_loaded(self) -> bool:
+        return self.spec.is_bm25 or (self._encoder is not None and self._encoder.loaded)
+
+    def prepare(self) -> None:
+        """Load the corpus and the cached document vectors (or build BM25). Idempotent."""
+        with self._prep_lock:
+            if self._prepared:
+                return
+            from embtui.engine.search import tie_order_for
+
+            corpus = self.corpus
+            if not len(corpus):
+                raise EmbtuiError(f"project '{self.project}' has no documents")
+            self._tie = tie_order_for(corpus.ids)
+            if self.spec.is_bm25:
+                from embtui.engine.bm25 import BM25Retriever
+
+                self._bm25 = BM25Retriever(corpus.encode_texts(), self.spec.bm25)
+            else:
+                self._load_document_vectors(corpus)
+            self._prepared = True
+
+    def _load_document_vectors(self, corpus: "Corpus") -> None:
+        from embtui.engine.cache import hash_texts
+        from embtui.engine.encode import Encoder
+
+        encoder = Encoder(self.spec, self.store.ws.cache_dir, store=self.store, device=self.device)
+        if encoder.fingerprint is None:
+            raise NotEvaluated(f"model '{self.spec.name}' has not been downloaded or evaluated yet",
+                               "evaluate it first: Jobs pane, key e")
+        cache = encoder.cache("document")
+        hashes = hash_texts(corpus.encode_texts())
+        missing = cache.missing(hashes)
+        if missing:
+            have = len(set(hashes)) - len(missing)
+            raise NotEvaluated(
+                f"model '{self.spec.name}' has cached embeddings for {have} of {len(corpus)} "
+                f"documents of '{self.project}'", "evaluate it first: Jobs pane, key e")
+        self._docs = cache.gather(hashes)
+        self._encoder = encoder
+        self._ann = self._saved_index(len(corpus), int(self._docs.shape[1]))
+
+    def _saved_index(self, n_docs: int, dim: int) -> Any:
+        """The HNSW index the latest evaluation saved, for corpora too big for exact search."""
+        from embtui.engine.search import EXACT_MAX_DOCS, HnswConfig, HnswIndex
+
+        if n_docs <= EXACT_MAX_DOCS:
+            return None
+        for run in reversed(self.store.list_runs(self.project, status="done")):
+            cfg = run.index_config
+            if run.model_name != self.spec.name or cfg.get("kind") != "hnsw" or not cfg.get("path"):
+                continue
+            path = self.store.ws.abs(cfg["path"])
+            if path.exists():
+                try:
+                    return HnswIndex.load(path, HnswConfig.from_dict(cfg.get("hnsw") or {}), dim,
+                                          view=True)
+                except EmbtuiError:
+                    return None
+        return None
+
+    def needs_model(self, text: str) -> bool:
+        """True when searching ``text`` would load the model first (it is not cached or loaded)."""
+        if self.spec.is_bm25 or self.model_loaded or text in self._memo:
+            return False
+        return self._cached_query(text) is None
+
+    def load_model(self) -> None:
+        """Load the model (torch, weights) for encoding typed queries. Slow; call from a thread."""
+        self.prepare()
+        if self.spec.is_bm25:
+            return
+        with self._model_lock:
+            assert self._encoder is not None
+            if self.torch_threads and not self._encoder.loaded:
+                import torch
+
+                torch.set_num_threads(self.torch_threads)
+            self._encoder.model()
+
+    def unload(self) -> None:
+        if self._encoder is not None:
+            self._encoder.unload()
+
+    # -- searching ----------------------------------------------------------------------------
+    def _cached_query(self, text: str) -> np.ndarray | None:
+        from embtui.engine.cache import text_hash
+
+        if self._encoder is None:
+            return None
+        cache = self._encoder.cache("query")
+        h = text_hash(text)
+        if h not in cache.index():
+            return None
+        return cache.gather([h])[0]
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """The query vector: from memory, from the query cache, else from the model."""
+        self.prepare()
+        if text in self._memo:
+            self._memo.move_to_end(text)
+            return self._memo[text]
+        vec = self._cached_query(text)
+        if vec is None:
+            self.load_model()
+            assert self._encoder is not None
+            model = self._encoder.model()
+            prompt, prompt_name = self.spec.prompt_for("query")
+            out = model.encode([text], prompt=prompt, prompt_name=prompt_name, convert_to_numpy=True,
+                               normalize_embeddings=self.spec.normalize, show_progress_bar=False)
+            vec = np.asarray(out, dtype=np.float32)[0]
+        self._memo[text] = vec
+        while len(self._memo) > _QUERY_MEMO:
+            self._memo.popitem(last=False)
+        return vec
+
+    def search(self, text: str, k: int = 10) -> list[Hit]:
+        """The top ``k`` documents for ``text``, best first (empty for blank text)."""
+        if not text.strip():
+            return []
+        self.prepare()
+        corpus = self.corpus
+        k = max(1, min(int(k), len(corpus)))
+        if self._bm25 is not None:
+            idx, scores = self._bm25.search([text], k, self._tie)
+            pairs = [(i, s) for i, s in zip(idx[0].tolist(), scores[0].tolist()) if s > 0]
+        else:
+            q = self.encode_query(text)[None, :]
+            if self._ann is not None:
+                idx, scores = self._ann.search(q, k, tie_order=self._tie)
+            else:
+                from embtui.engine.search import exact_search
+
+                idx, scores = exact_search(q, self._docs, k, metric=self.metric, tie_order=self._tie)
+            pairs = [(i, s) for i, s in zip(idx[0].tolist(), scores[0].tolist()) if i >= 0]
+        return [Hit(corpus.ids[i], float(s), corpus.titles[i], corpus.texts[i], rank)
+                for rank, (i, s) in enumerate(pairs, 1)]

@@ -1,0 +1,100 @@
+"""The one registry of user actions: keys, names and help, feeding bindings, footer, help and palette."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+# Panes in tab order: (id, title, key).
+PANES: tuple[tuple[str, str, str], ...] = (
+    ("query", "Query", "1"),
+    ("metrics", "Metrics", "2"),
+    ("failures", "Failures", "3"),
+    ("jobs", "Jobs", "4"),
+    ("models", "Models & Devices", "5"),
+    ("project", "Project", "6"),
+)
+PANE_TITLES = {pid: title for pid, title, _ in PANES}
+
+SCOPE_TITLES = {
+    "app": "Everywhere", "sidebar": "Sidebar (workspace tree)", "query": "Query pane",
+    "metrics": "Metrics pane", "failures": "Failures pane", "jobs": "Jobs pane",
+    "models": "Models & Devices pane", "project": "Project pane",
+}
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One user action. ``scope`` names where its binding lives (the app, a pane, the sidebar);
+    ``action`` is the Textual action string run on that owner."""
+
+    scope: str
+    key: str
+    action: str
+    description: str
+    help: str = ""
+    show: bool = True
+    key_display: str | None = None
+    priority: bool = False
+    palette: bool = True
+
+    @property
+    def keys_text(self) -> str:
+        return self.key_display or self.key.replace("question_mark", "?").split(",")[0]
+
+
+ACTIONS: tuple[ActionSpec, ...] = (
+    *(ActionSpec("app", key, f"show_pane('{pid}')", title.split(" ")[0],
+                 f"Show the {title} pane", show=False)
+      for pid, title, key in PANES),
+    ActionSpec("app", "question_mark,f1", "help", "Help", "List every key", key_display="?"),
+    ActionSpec("app", "t", "next_split", "Split", "Switch to the project's next split"),
+    ActionSpec("app", "ctrl+b", "toggle_sidebar", "Sidebar", "Hide or show the workspace tree",
+               show=False),
+    ActionSpec("app", "0", "focus_sidebar", "Tree", "Move focus to the workspace tree", show=False),
+    ActionSpec("app", "ctrl+r", "reload", "Reload", "Read the workspace again", show=False),
+    ActionSpec("app", "q", "quit", "Quit", "Leave embtui", show=False),
+    ActionSpec("app", "escape", "leave_input", "Leave box",
+               "Leave a text box (then 1-6 and the pane keys work)", show=False, palette=False),
+    ActionSpec("sidebar", "space", "toggle_model", "Select model",
+               "Add the model under the cursor to the selection (or remove it)", palette=False),
+    ActionSpec("query", "slash", "focus_query", "Type query", "Focus the query box",
+               key_display="/"),
+    ActionSpec("query", "ctrl+o,d", "pick_dataset_query", "Dataset query",
+               "Pick a query of the dataset from a searchable list", key_display="^o"),
+    ActionSpec("metrics", "s", "sort_next", "Sort", "Sort by the next column (again: reverse)"),
+    ActionSpec("metrics", "k", "next_k", "Next k", "Show metrics at the next cutoff k"),
+    ActionSpec("metrics", "b", "toggle_baseline", "Baseline",
+               "Make the run under the cursor the baseline (deltas in every other row)"),
+    ActionSpec("metrics", "x", "export", "Export", "Write the table as CSV and Markdown"),
+    ActionSpec("failures", "n", "next_failure", "Next", "Next failed query"),
+    ActionSpec("failures", "p", "previous_failure", "Prev", "Previous failed query"),
+    ActionSpec("failures", "o", "compare", "Other model",
+               "Show another run's ranking of the same query beside it"),
+    ActionSpec("failures", "slash", "focus_filter", "Filter", "Filter failures by text",
+               key_display="/"),
+    ActionSpec("jobs", "e", "evaluate", "Evaluate",
+               "Evaluate the selected models on the current project and split"),
+    ActionSpec("jobs", "c", "cancel_job", "Cancel", "Cancel the job under the cursor"),
+    ActionSpec("jobs", "r", "resume_job", "Resume", "Resume an interrupted or cancelled job"),
+    ActionSpec("jobs", "l", "show_log", "Log", "Open the job's log"),
+    ActionSpec("models", "a", "add_model", "Add", "Add a model (hub id, local path or bm25)"),
+    ActionSpec("models", "space", "toggle_model", "Select",
+               "Add the model under the cursor to the selection (or remove it)", palette=False),
+    ActionSpec("models", "ctrl+s", "save_spec", "Save spec", "Save the edited model spec"),
+    ActionSpec("project", "i", "start_import", "Import", "Import a BEIR folder or a pairs file"),
+    ActionSpec("project", "D", "load_demo", "Demo", "Import the bundled demo project",
+               key_display="D"),
+)
+
+
+def bindings(scope: str) -> list[Binding]:
+    """The Textual bindings of one scope, straight from the registry."""
+    return [Binding(a.key, a.action, a.description, show=a.show, key_display=a.key_display,
+                    priority=a.priority, tooltip=a.help)
+            for a in ACTIONS if a.scope == scope]
+
+
+def for_scope(scope: str) -> list[ActionSpec]:
+    return [a for a in ACTIONS if a.scope == scope]

@@ -1,0 +1,1 @@
+"""The main area's panes, one per module."""

@@ -1,0 +1,325 @@
+"""The Failures pane: queries a run failed, worst first; the relevant docs and what outranked them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widgets import DataTable, Input, Label, Select, Static
+
+from embtui.tui.actions import bindings
+from embtui.tui.analysis import (Failure, FailureDetail, RankedDoc, failure_detail,
+                                 find_failures)
+from embtui.tui.panes.base import Pane, focus_now
+
+MAX_ABOVE = 10
+SNIPPET = 160
+
+
+def _snippet(text: str, limit: int = SNIPPET) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class FailuresPane(Pane):
+    """Failed queries of one run (no relevant doc in the top ``threshold``), worst first.
+
+    n/p step through them; o shows another run's ranking of the same query beside it;
+    / filters by text; the threshold box sets the rank that counts as a failure.
+    """
+
+    PANE_ID = "failures"
+    BINDINGS = bindings("failures")
+
+    run_id: reactive[int | None] = reactive(None, init=False)
+    """The run analysed."""
+    compare_run: reactive[int | None] = reactive(None, init=False)
+    """Another run whose ranking is shown beside (None: no comparison)."""
+    threshold: reactive[int] = reactive(10, init=False)
+    """A query fails when its first relevant doc ranks below this."""
+    text_filter: reactive[str] = reactive("", init=False)
+    """Only failures whose query text (or id) contains this."""
+
+    class RunLoaded(Message, bubble=False):
+        def __init__(self, run_id: int, rankings: dict[str, list[tuple[str, float]]],
+                     qrels: dict[str, dict[str, int]], queries: dict[str, str]) -> None:
+            super().__init__()
+            self.run_id = run_id
+            self.rankings = rankings
+            self.qrels = qrels
+            self.queries = queries
+
+    class DetailLoaded(Message, bubble=False):
+        def __init__(self, detail: FailureDetail, compare: FailureDetail | None,
+                     compare_run: int | None) -> None:
+            super().__init__()
+            self.detail = detail
+            self.compare = compare
+            self.compare_run = compare_run
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rankings: dict[str, list[tuple[str, float]]] = {}
+        self.qrels: dict[str, dict[str, int]] = {}
+        self.queries: dict[str, str] = {}
+        self.loaded_run: int | None = None
+        self.failures: list[Failure] = []
+        self.detail: FailureDetail | None = None
+        self.compare_detail: FailureDetail | None = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="failures-bar"):
+            yield Select([], prompt="run", id="run-select")
+            yield Label("fail if rank >", classes="form-label")
+            yield Input("10", id="threshold", type="integer", classes="short-input")
+            yield Input(placeholder="filter text", id="failure-filter")
+        yield Static(id="failures-summary", classes="hint")
+        yield DataTable(id="failures-table", cursor_type="row", zebra_stripes=True)
+        with Horizontal(id="failure-detail-row"):
+            with VerticalScroll(id="failure-detail"):
+                yield Static(id="detail-text")
+            with VerticalScroll(id="failure-compare"):
+                yield Static(id="compare-text")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#failures-table", DataTable)
+        self._add_columns(table, 40)
+        self.query_one("#failure-compare").display = False
+
+    @staticmethod
+    def _add_columns(table: DataTable, text_width: int) -> None:
+        # fixed widths: measured widths of long texts vary with when a row is first laid out
+        table.add_column("query", key="query", width=8)
+        table.add_column("1st rel", key="first", width=7)
+        table.add_column("text", key="text", width=text_width)
+
+    def focus_default(self) -> None:
+        focus_now(self.query_one("#failures-table", DataTable))
+
+    def runs(self) -> list[Any]:
+        data = self.data
+        ctx = self.context
+        return [r for r in (data.runs_of(ctx.project, ctx.split) if data else []) if r.status == "done"]
+
+    def reload(self) -> None:
+        runs = self.runs()
+        select = self.query_one("#run-select", Select)
+        ids = [r.id for r in runs]
+        with select.prevent(Select.Changed):
+            select.set_options([(f"#{r.id} {r.model_name}", r.id) for r in runs])
+            if self.run_id not in ids:
+                self.set_reactive(FailuresPane.run_id, ids[-1] if ids else None)
+            if self.run_id is not None:
+                select.value = self.run_id
+        if self.compare_run not in ids:
+            self.set_reactive(FailuresPane.compare_run, None)
+        self.load_run_if_needed(force=True)
+
+    def watch_run_id(self) -> None:
+        self.stale = True
+        if self.shown:
+            self.activate()
+
+    def load_run_if_needed(self, force: bool = False) -> None:
+        ctx = self.context
+        if self.run_id is None or ctx.project is None:
+            self.rankings, self.qrels, self.queries, self.loaded_run = {}, {}, {}, None
+            self.show_failures()
+            return
+        if force or self.loaded_run != self.run_id:
+            self.query_one("#failures-summary", Static).update(Text(f"loading run #{self.run_id} …"))
+            self.load_run(self.run_id, ctx.project, ctx.split)
+
+    @work(thread=True, exclusive=True, group="failures-run", exit_on_error=False,
+          description="read a run's rankings")
+    def load_run(self, run_id: int, project: str, split: str) -> None:
+        store = self.store
+        assert store is not None
+        rankings = store.run_rankings(run_id)
+        qrels = store.qrels(project, split)
+        queries = store.queries(project, split)
+        self.post_message(self.RunLoaded(run_id, rankings, qrels, queries))
+
+    @on(RunLoaded)
+    def show_run(self, message: RunLoaded) -> None:
+        if message.run_id != self.run_id:
+            return
+        self.loaded_run = message.run_id
+        self.rankings, self.qrels, self.queries = message.rankings, message.qrels, message.queries
+        self.show_failures()
+
+    def watch_threshold(self) -> None:
+        self.show_failures()
+
+    def watch_text_filter(self) -> None:
+        self.show_failures()
+
+    def watch_compare_run(self) -> None:
+        self.query_one("#failure-compare").display = self.compare_run is not None
+        self.load_current_detail()
+
+    def show_failures(self) -> None:
+        table = self.query_one("#failures-table", DataTable)
+        previous = self.current_failure()
+        self.failures = find_failures(self.rankings, self.qrels, self.queries, self.threshold,
+                                      self.text_filter)
+        table.clear(columns=True)
+        self._add_columns(table, max([len(_snippet(f.text, 200)) for f in self.failures] + [20]))
+        for f in self.failures:
+            first = "none" if f.first_rank is None else str(f.first_rank)
+            table.add_row(Text(f.query_id), first, Text(_snippet(f.text, 200)), key=f.query_id)
+        scored = sum(1 for j in self.qrels.values() if any(g > 0 for g in j.values()))
+        depth = max((len(v) for v in self.rankings.values()), default=0)
+        run = f"run #{self.run_id}" if self.run_id is not None else "no run"
+        summary = (f"{run}: {len(self.failures)} of {scored} queries have no relevant doc in the "
+                   f"top {self.threshold} (ranking depth {depth})")
+        if self.text_filter:
+            summary += f" · filter '{self.text_filter}'"
+        if self.run_id is None:
+            summary = "no finished run for this project and split: evaluate a model (Jobs, e)"
+        self.query_one("#failures-summary", Static).update(Text(summary))
+        if previous is not None and previous.query_id in table.rows:
+            table.move_cursor(row=table.get_row_index(previous.query_id))
+        if not self.failures:
+            self.detail = None
+            self.query_one("#detail-text", Static).update("")
+            self.query_one("#compare-text", Static).update("")
+        else:
+            self.load_current_detail()
+
+    def current_failure(self) -> Failure | None:
+        table = self.query_one("#failures-table", DataTable)
+        if not table.row_count or not self.failures:
+            return None
+        row = table.cursor_row
+        return self.failures[row] if 0 <= row < len(self.failures) else None
+
+    @on(DataTable.RowHighlighted, "#failures-table")
+    def failure_highlighted(self) -> None:
+        self.load_current_detail()
+
+    def load_current_detail(self) -> None:
+        failure = self.current_failure()
+        ctx = self.context
+        if failure is None or ctx.project is None:
+            return
+        self.load_detail(failure.query_id, failure.text, ctx.project, self.compare_run)
+
+    @work(thread=True, exclusive=True, group="failures-detail", exit_on_error=False,
+          description="read a failed query")
+    def load_detail(self, query_id: str, text: str, project: str, compare_run: int | None) -> None:
+        store = self.store
+        assert store is not None
+        ranking = self.rankings.get(query_id, [])
+        judged = self.qrels.get(query_id, {})
+        other = store.run_rankings(compare_run, query_id).get(query_id, []) if compare_run else []
+        ids = [d for d, g in judged.items() if g > 0]
+        ids += [d for d, _ in ranking[:MAX_ABOVE]] + [d for d, _ in other[:MAX_ABOVE]]
+        docs = store.documents(project, list(dict.fromkeys(ids)))
+        detail = failure_detail(query_id, text, ranking, judged, docs, MAX_ABOVE)
+        compare = None
+        if compare_run:
+            compare = failure_detail(query_id, text, other, judged, docs, MAX_ABOVE)
+            compare = FailureDetail(compare.query_id, compare.text, compare.relevant,
+                                    tuple(RankedDoc(d, i, s, *docs.get(d, ("", "")), judged.get(d, 0))
+                                          for i, (d, s) in enumerate(other[:MAX_ABOVE], 1)),
+                                    compare.depth)
+        self.post_message(self.DetailLoaded(detail, compare, compare_run))
+
+    @on(DetailLoaded)
+    def show_detail(self, message: DetailLoaded) -> None:
+        self.detail = message.detail
+        self.compare_detail = message.compare
+        self.query_one("#detail-text", Static).update(self._render_detail(message.detail))
+        if message.compare is not None:
+            run = next((r for r in self.runs() if r.id == message.compare_run), None)
+            name = f"#{message.compare_run} {run.model_name if run else ''}"
+            self.query_one("#compare-text", Static).update(
+                self._render_compare(message.compare, name))
+        else:
+            self.query_one("#compare-text", Static).update("")
+
+    @staticmethod
+    def _rank_text(d: RankedDoc, depth: int) -> str:
+        return f"#{d.rank:<3}" if d.rank is not None else f"not in top {depth}"
+
+    def _render_detail(self, detail: FailureDetail) -> Group:
+        parts: list[Any] = [Text.assemble(("query ", "dim"), (detail.query_id, "bold"), "  ",
+                                          detail.text), Text("")]
+        parts.append(Text(f"relevant ({len(detail.relevant)})", style="bold underline"))
+        for d in detail.relevant:
+            score = f"{d.score:.4f}" if d.score is not None else "     –"
+            parts.append(Text.assemble("✓ ", (self._rank_text(d, detail.depth), "bold"), f"  {score}  ",
+                                       (d.doc_id, "dim"), "  ", d.title or _snippet(d.text, 80)))
+        first = min((d.rank for d in detail.relevant if d.rank is not None), default=None)
+        parts.append(Text(""))
+        above = f"ranked above it ({len(detail.above)}"
+        if first is None or first - 1 > len(detail.above):
+            above += f" of {first - 1 if first else detail.depth}"
+        parts.append(Text(above + ")", style="bold underline"))
+        for d in detail.above:
+            mark = "✓" if d.grade > 0 else " "
+            parts.append(Text.assemble(f"{mark} #{d.rank:<3} {d.score:.4f}  ", (d.doc_id, "dim"), "  ",
+                                       (d.title or "", "bold")))
+            parts.append(Text("    " + _snippet(d.text), style="dim"))
+        return Group(*parts)
+
+    def _render_compare(self, detail: FailureDetail, name: str) -> Group:
+        first = min((d.rank for d in detail.relevant if d.rank is not None), default=None)
+        head = f"first relevant at #{first}" if first else f"no relevant in top {detail.depth}"
+        parts: list[Any] = [Text.assemble(("other run ", "dim"), (name, "bold")), Text(head), Text("")]
+        for d in detail.above:
+            mark = "✓" if d.grade > 0 else " "
+            parts.append(Text.assemble(f"{mark} #{d.rank:<3} {d.score:.4f}  ", (d.title or d.doc_id)))
+        return Group(*parts)
+
+    # -- interaction -----------------------------------------------------------------------------
+    @on(Select.Changed, "#run-select")
+    def run_chosen(self, event: Select.Changed) -> None:
+        if isinstance(event.value, int):
+            self.run_id = event.value
+
+    @on(Input.Changed, "#threshold")
+    def threshold_changed(self, event: Input.Changed) -> None:
+        try:
+            value = int(event.value)
+        except ValueError:
+            return
+        if value >= 1:
+            self.threshold = value
+
+    @on(Input.Changed, "#failure-filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.text_filter = event.value
+
+    @on(Input.Submitted)
+    def back_to_table(self) -> None:
+        focus_now(self.query_one("#failures-table", DataTable))
+
+    def action_next_failure(self) -> None:
+        self.query_one("#failures-table", DataTable).action_cursor_down()
+
+    def action_previous_failure(self) -> None:
+        self.query_one("#failures-table", DataTable).action_cursor_up()
+
+    def action_focus_filter(self) -> None:
+        focus_now(self.query_one("#failure-filter", Input))
+
+    def action_compare(self) -> None:
+        from embtui.tui.screens.pick_run import RunPicker
+
+        others = [r for r in self.runs() if r.id != self.run_id]
+        if not others:
+            self.notify("no other finished run on this project and split", severity="warning")
+            return
+
+        def chosen(run_id: int | None) -> None:
+            self.compare_run = run_id
+
+        self.app.push_screen(RunPicker(others, self.compare_run), chosen)

@@ -1,0 +1,172 @@
+"""The Project pane: what the current project holds, and importing datasets (BEIR or pairs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Button, Checkbox, DataTable, Input, Label, Select, Static
+
+from embtui.tui.actions import bindings
+from embtui.tui.messages import WorkspaceChanged
+from embtui.tui.panes.base import Pane, focus_now
+from embtui.tui.widgets.path_suggester import PathSuggester
+
+KINDS = [("BEIR folder", "beir"), ("pairs file (JSONL/CSV/Parquet)", "pairs")]
+
+
+class ProjectPane(Pane):
+    """Project facts and the import form; imports run in a thread and report errors verbatim."""
+
+    PANE_ID = "project"
+    BINDINGS = bindings("project")
+
+    class ImportFinished(Message, bubble=False):
+        """An import ended: ``summary`` on success, ``error`` (the importer's message) on failure."""
+
+        def __init__(self, project: str, summary: str | None, error: str | None) -> None:
+            super().__init__()
+            self.project = project
+            self.summary = summary
+            self.error = error
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(id="project-facts")
+            yield DataTable(id="split-table", cursor_type="row", zebra_stripes=True)
+            yield Label("Import a dataset", classes="section-title")
+            with Horizontal(classes="form-row"):
+                yield Label("kind", classes="form-label")
+                yield Select(KINDS, value="beir", allow_blank=False, id="import-kind")
+            with Horizontal(classes="form-row"):
+                yield Label("path", classes="form-label")
+                yield Input(placeholder="folder or file (→ completes)", suggester=PathSuggester(),
+                            id="import-path")
+            with Horizontal(classes="form-row"):
+                yield Label("project", classes="form-label")
+                yield Input(placeholder="project name", id="import-name")
+            with Horizontal(classes="form-row", id="split-row"):
+                yield Label("split", classes="form-label")
+                yield Input("train", placeholder="split for pairs", id="import-split")
+            with Horizontal(classes="form-row"):
+                yield Checkbox("replace an existing project", id="import-replace")
+                yield Button("Import", id="import-button", variant="primary")
+            yield Static(id="import-error", classes="error-area")
+            yield Static(id="import-result")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#split-table", DataTable)
+        for col in ("split", "queries", "judgments", "relevant"):
+            table.add_column(col, key=col)
+        self.query_one("#split-row").display = False
+
+    def reload(self) -> None:
+        self.show_facts()
+
+    def show_facts(self) -> None:
+        data = self.data
+        info = data.project(self.context.project) if data else None
+        facts = self.query_one("#project-facts", Static)
+        table = self.query_one("#split-table", DataTable)
+        table.clear()
+        if info is None:
+            facts.update("No project yet. Import a dataset below, or press D for the demo.")
+            return
+        source = info.source or "?"
+        kind, _, where = source.partition(":")
+        text = Text.assemble(("Project ", "dim"), (info.name, "bold"),
+                             ("   source ", "dim"), f"{kind} · {Path(where).name or where}",
+                             ("\nDocuments ", "dim"), f"{info.documents:,}",
+                             ("   queries ", "dim"), f"{info.queries:,}",
+                             ("   current split ", "dim"), self.context.split)
+        facts.update(text)
+        for split, counts in info.splits.items():
+            table.add_row(Text(split), f"{counts['queries']:,}", f"{counts['qrels']:,}",
+                          f"{counts['relevant']:,}", key=split)
+
+    def focus_default(self) -> None:
+        focus_now(self.query_one("#split-table", DataTable))
+
+    # -- import ----------------------------------------------------------------------------------
+    @on(Select.Changed, "#import-kind")
+    def show_split_for_pairs(self, event: Select.Changed) -> None:
+        self.query_one("#split-row").display = event.value == "pairs"
+
+    @on(Input.Submitted, "#import-path")
+    def path_entered(self) -> None:
+        name = self.query_one("#import-name", Input)
+        if not name.value:
+            path = self.query_one("#import-path", Input).value.rstrip("/")
+            name.value = Path(path).stem if path else ""
+        focus_now(name)
+
+    @on(Input.Submitted, "#import-name")
+    @on(Input.Submitted, "#import-split")
+    @on(Button.Pressed, "#import-button")
+    def action_run_import(self) -> None:
+        path = self.query_one("#import-path", Input).value.strip()
+        name = self.query_one("#import-name", Input).value.strip()
+        kind = self.query_one("#import-kind", Select).value
+        split = self.query_one("#import-split", Input).value.strip() or "train"
+        replace = self.query_one("#import-replace", Checkbox).value
+        if not path:
+            self.show_error("give a folder (BEIR) or a file (pairs) to import")
+            return
+        if not name:
+            name = Path(path.rstrip("/")).stem
+            self.query_one("#import-name", Input).value = name
+        self.show_error("")
+        self.query_one("#import-result", Static).update(Text(f"importing {path} …"))
+        self.import_dataset(str(kind), path, name, split, bool(replace))
+
+    def action_start_import(self) -> None:
+        focus_now(self.query_one("#import-path", Input))
+
+    def action_load_demo(self) -> None:
+        from embtui.engine.demo import DEMO_PATH, DEMO_PROJECT
+
+        self.import_dataset("beir", str(DEMO_PATH), DEMO_PROJECT, "train", False)
+
+    def show_error(self, message: str) -> None:
+        area = self.query_one("#import-error", Static)
+        area.update(Text(message))
+        area.set_class(bool(message), "-shown")
+
+    @work(thread=True, exclusive=True, group="import", exit_on_error=False,
+          description="import a dataset")
+    def import_dataset(self, kind: str, path: str, name: str, split: str, replace: bool) -> None:
+        from embtui.errors import EmbtuiError
+
+        store = self.store
+        assert store is not None
+        try:
+            if kind == "beir":
+                from embtui.data.beir import import_beir
+
+                report: Any = import_beir(store, Path(path).expanduser(), name, replace=replace)
+            else:
+                from embtui.data.pairs import import_pairs
+
+                report = import_pairs(store, Path(path).expanduser(), name, replace=replace,
+                                      split=split)
+        except EmbtuiError as exc:
+            self.post_message(self.ImportFinished(name, None, str(exc)))
+            return
+        self.post_message(self.ImportFinished(name, report.summary(), None))
+
+    @on(ImportFinished)
+    def show_import_result(self, message: ImportFinished) -> None:
+        result = self.query_one("#import-result", Static)
+        if message.error is not None:
+            result.update("")
+            self.show_error(message.error)
+            return
+        self.show_error("")
+        result.update(Text(message.summary or ""))
+        self.notify(message.summary or "", title="import done")
+        self.post_message(WorkspaceChanged(project=message.project))

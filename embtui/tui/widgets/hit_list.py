@@ -1,0 +1,124 @@
+"""One model's column of ranked hits in the Query pane: status line plus a fixed pool of rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import ListItem, ListView, Static
+
+SNIPPET_CHARS = 240
+
+
+class HitRow(ListItem):
+    """A ranked document: ``✓  1  0.8123  Title`` and a line of text. ``-relevant`` when judged."""
+
+    DEFAULT_CSS = """
+    HitRow { height: auto; padding: 0 0; }
+    HitRow > Static { width: 1fr; height: auto; text-wrap: nowrap; text-overflow: ellipsis; }
+    HitRow.-relevant > Static { text-style: bold; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__(Static(""))
+        self.hit: Any = None
+
+
+class HitList(Vertical):
+    """Ranked hits of one model. Rows are made once and updated in place, so typing stays cheap."""
+
+    DEFAULT_CSS = """
+    HitList { width: 1fr; height: 1fr; border: round $panel-lighten-2; }
+    HitList:focus-within { border: round $primary; }
+    HitList > .hit-status { height: auto; max-height: 5; color: $text-muted; }
+    HitList.-problem > .hit-status { color: $text-warning; }
+    HitList > ListView { height: 1fr; background: transparent; }
+    """
+
+    class DocumentSelected(Message):
+        """Enter on a hit: show the whole document."""
+
+        def __init__(self, model: str, hit: Any, relevant: int) -> None:
+            super().__init__()
+            self.model = model
+            self.hit = hit
+            self.relevant = relevant  # judged grade (0: not judged relevant)
+
+    def __init__(self, model: str, k: int = 10, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.k = k
+        self.hits: list[Any] = []
+        self.grades: dict[str, int] = {}
+        self.shown_seq = -1
+        self.shown_text = ""
+        self.state = "idle"
+        self.status_message = ""
+        self.border_title = model
+
+    def compose(self) -> ComposeResult:
+        yield Static("type a query", classes="hit-status")
+        yield ListView(*[HitRow() for _ in range(self.k)])
+
+    def on_mount(self) -> None:
+        for row in self.query(HitRow):
+            row.display = False
+
+    def show_status(self, state: str, message: str = "") -> None:
+        """``state`` is a short word for tests and the subtitle; ``message`` the visible line."""
+        self.state = state
+        self.status_message = message or state
+        problem = state in ("not evaluated", "error")
+        self.set_class(problem, "-problem")
+        self.query_one(".hit-status", Static).update(
+            Text(message or state, no_wrap=not problem, overflow="ellipsis"))
+        if problem:
+            for row in self.query(HitRow):
+                row.display = False
+
+    def show_hits(self, hits: list[Any], grades: dict[str, int], seq: int, text: str,
+                  elapsed_ms: float | None = None, note: str = "") -> None:
+        self.hits = hits
+        self.grades = grades
+        self.shown_seq = seq
+        self.shown_text = text
+        rows = list(self.query(HitRow))
+        for i, row in enumerate(rows):
+            if i >= len(hits):
+                row.display = False
+                row.hit = None
+                continue
+            hit = hits[i]
+            grade = grades.get(hit.doc_id, 0)
+            line = Text.assemble(("✓" if grade > 0 else " ", "bold"), (f"{hit.rank:>3} ", "dim"),
+                                 (hit.title or hit.doc_id, "bold"))
+            body = " ".join(hit.text.split())[:SNIPPET_CHARS]
+            snippet = Text.assemble((f"{hit.score:>8.4f} ", "dim"), (body, "dim"))
+            row.query_one(Static).update(Text("\n").join([line, snippet]))
+            row.set_class(grade > 0, "-relevant")
+            row.hit = hit
+            row.display = True
+        found = sum(1 for h in hits if grades.get(h.doc_id, 0) > 0)
+        parts = [f"{len(hits)} hits"]
+        if grades:
+            parts.append(f"{found} relevant ✓")
+        if elapsed_ms is not None:
+            parts.append(f"{elapsed_ms:.0f} ms")
+        if note:
+            parts.append(note)
+        self.show_status("ready" if hits else "empty", " · ".join(parts) if hits else "no hits")
+
+    @on(ListView.Selected)
+    def open_hit(self, event: ListView.Selected) -> None:
+        event.stop()
+        hit = getattr(event.item, "hit", None)
+        if hit is not None:
+            self.post_message(self.DocumentSelected(self.model, hit, self.grades.get(hit.doc_id, 0)))
+
+    def focus_list(self) -> None:
+        lv = self.query_one(ListView)
+        lv.screen.set_focus(lv)  # at once, so keys typed next land here

@@ -1,0 +1,102 @@
+"""UI-free parts behind the TUI: live search (engine/live.py), demo seeding (engine/demo.py)
+and the run analyses (tui/analysis.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embtui.engine.demo import DEMO_PROJECT, ensure_demo
+from embtui.engine.evaluate import EvalRequest, run_evaluation
+from embtui.engine.live import LiveSearcher, NotEvaluated
+from embtui.engine.models import ModelSpec
+from embtui.engine.search import exact_search, tie_order_for
+from embtui.tui.analysis import export_table, failure_detail, find_failures, metric_columns, run_row
+
+QUERY_5 = "1/2000 in UK have abnormal PrP positivity."
+
+
+def test_ensure_demo_seeds_an_empty_workspace_once(store):
+    assert ensure_demo(store) is True
+    info = store.get_project(DEMO_PROJECT)
+    assert (info.documents, info.queries) == (400, 150)
+    assert set(info.splits) == {"test", "train"}
+    assert set(store.list_models()) == {"bm25", "all-MiniLM-L6-v2"}
+    assert ensure_demo(store) is False
+
+
+def test_ensure_demo_leaves_a_workspace_with_projects_alone(demo_store):
+    demo_store.delete_project("demo")
+    from embtui.data.beir import import_beir
+    from embtui.engine.demo import DEMO_PATH
+
+    import_beir(demo_store, DEMO_PATH, "mine")
+    assert ensure_demo(demo_store) is False
+    assert [p.name for p in demo_store.list_projects()] == ["mine"]
+
+
+def test_bm25_live_search_ranks_like_the_evaluation(demo_store):
+    spec = ModelSpec("bm25")
+    result = run_evaluation(demo_store, EvalRequest("demo", spec))
+    searcher = LiveSearcher(demo_store, "demo", spec)
+    hits = searcher.search(QUERY_5, 10)
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    assert [(h.doc_id, pytest.approx(h.score, rel=1e-5)) for h in hits] == \
+        [(d, pytest.approx(s, rel=1e-5)) for d, s in result.rankings["5"][:len(hits)]]
+    assert hits[0].doc_id == "13734012" and hits[0].title
+    assert searcher.search("   ", 10) == []
+    assert searcher.search("the of and", 10) == []  # only stopwords: nothing matches
+
+
+def test_dense_live_search_needs_an_evaluation_first(demo_store, tiny_model):
+    spec = ModelSpec(str(tiny_model), name="tiny")
+    with pytest.raises(NotEvaluated, match="0 of 400"):
+        LiveSearcher(demo_store, "demo", spec).prepare()
+    result = run_evaluation(demo_store, EvalRequest("demo", spec))
+    searcher = LiveSearcher(demo_store, "demo", spec)
+    searcher.prepare()
+    # a dataset query comes from the query cache: no model load
+    assert not searcher.needs_model(QUERY_5)
+    hits = searcher.search(QUERY_5, 10)
+    assert not searcher.model_loaded
+    assert [h.doc_id for h in hits] == [d for d, _ in result.rankings["5"][:10]]
+    assert [round(h.score, 5) for h in hits] == [round(s, 5) for _, s in result.rankings["5"][:10]]
+    # free text loads the model once, then encodes like the evaluation would
+    assert searcher.needs_model("prion disease in the United Kingdom")
+    hits = searcher.search("prion disease in the United Kingdom", 5)
+    assert searcher.model_loaded and len(hits) == 5
+    corpus = demo_store.corpus("demo")
+    model = searcher._encoder.model()
+    q = model.encode(["prion disease in the United Kingdom"], normalize_embeddings=True)
+    docs = model.encode(corpus.encode_texts(), normalize_embeddings=True)
+    idx, _ = exact_search(np.asarray(q, np.float32), np.asarray(docs, np.float32), 5, metric="ip",
+                          tie_order=tie_order_for(corpus.ids))
+    assert [h.doc_id for h in hits] == [corpus.ids[i] for i in idx[0]]
+
+
+def test_failures_and_details_from_rankings():
+    qrels = {"q1": {"a": 1}, "q2": {"b": 1, "c": 0}, "q3": {"z": 1}, "q4": {"x": 0}}
+    rankings = {"q1": [("a", 0.9), ("b", 0.8)], "q2": [("c", 0.9), ("d", 0.8), ("b", 0.7)],
+                "q3": [("a", 0.5)]}
+    queries = {"q1": "one", "q2": "two", "q3": "three", "q4": "four"}
+    # threshold 2: q1 found at 1 (ok), q2 at 3 (fails), q3 never (fails, worst), q4 has no relevant
+    fails = find_failures(rankings, qrels, queries, threshold=2)
+    assert [(f.query_id, f.first_rank) for f in fails] == [("q3", None), ("q2", 3)]
+    assert [f.query_id for f in find_failures(rankings, qrels, queries, 2, "thr")] == ["q3"]
+    docs = {"b": ("B", "bee"), "c": ("C", "see"), "d": ("D", "dee")}
+    detail = failure_detail("q2", "two", rankings["q2"], qrels["q2"], docs)
+    assert [(d.doc_id, d.rank, d.score) for d in detail.relevant] == [("b", 3, 0.7)]
+    assert [(d.doc_id, d.rank, d.grade) for d in detail.above] == [("c", 1, 0), ("d", 2, 0)]
+    missing = failure_detail("q3", "three", rankings["q3"], qrels["q3"], {})
+    assert missing.relevant[0].rank is None and len(missing.above) == 1
+
+
+def test_metric_rows_and_exports(demo_store):
+    run = run_evaluation(demo_store, EvalRequest("demo", ModelSpec("bm25"))).run
+    row = run_row(run, 10)
+    assert row["ndcg@10"] == run.metrics["ndcg@10"] and row["emb_bytes"] is None
+    cols = metric_columns(10)
+    csv_text = export_table([row], cols, "csv")
+    assert csv_text.splitlines()[0].startswith("run,model,ndcg@10,mrr@10")
+    md = export_table([row], cols, "md")
+    assert f"{run.metrics['ndcg@10']:.4f}" in md

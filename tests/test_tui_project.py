@@ -1,0 +1,133 @@
+"""The Project pane: counts per split, imports (BEIR, pairs) in a thread, importer errors shown."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from embtui.engine.demo import DEMO_PATH
+from embtui.tui.app import EmbtuiApp
+from embtui.tui.testing import copy_workspace, screen_text, settle, template_workspace
+from embtui.tui.widgets.path_suggester import complete_path
+
+
+@pytest.fixture(scope="session")
+def tui_template(tmp_path_factory, tiny_model):
+    return template_workspace(tmp_path_factory.getbasetemp() / "tui-template", tiny_model)
+
+
+@pytest.fixture()
+def ws(tui_template, tmp_path):
+    return copy_workspace(tui_template, tmp_path / "ws")
+
+
+async def open_project(pilot):
+    await settle(pilot)
+    await pilot.press("escape", "6")
+    await settle(pilot)
+    return pilot.app.pane("project")
+
+
+async def test_counts_per_split(ws):
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await open_project(pilot)
+        table = pane.query_one("#split-table")
+        info = app.store.get_project("demo")
+        assert set(table.rows) == set(info.splits) == {"test", "train"}
+        assert str(table.get_cell("test", "queries")) == str(info.splits["test"]["queries"])
+        text = screen_text(app)
+        assert "Documents 400" in text and "scifact-mini" in text
+
+
+async def test_import_a_beir_folder_from_the_keyboard(ws):
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await open_project(pilot)
+        await pilot.press("i")
+        assert app.focused is pane.query_one("#import-path")
+        await pilot.press(*str(DEMO_PATH), "enter")  # name defaults to the folder name
+        assert pane.query_one("#import-name").value == "scifact-mini"
+        await pilot.press("ctrl+a", "ctrl+k", *"copy", "enter")
+        await settle(pilot)
+        assert app.store.get_project("copy").documents == 400
+        assert app.context.project == "copy"  # the new project becomes current
+        assert "imported project 'copy'" in str(pane.query_one("#import-result").render())
+        assert not pane.query_one("#import-error").has_class("-shown")
+        assert "copy" in screen_text(app)
+
+
+async def test_importer_errors_are_shown_as_reported(ws, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(DEMO_PATH, broken)
+    lines = (broken / "corpus.jsonl").read_text().splitlines()
+    lines[2] = '{"_id": "x", "title": "t"'  # line 3 is not JSON
+    (broken / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await open_project(pilot)
+        pane.query_one("#import-path").value = str(broken)
+        pane.query_one("#import-name").value = "broken"
+        pane.action_run_import()
+        await settle(pilot)
+        area = pane.query_one("#import-error")
+        assert area.has_class("-shown")
+        message = str(area.render())
+        assert "corpus.jsonl:3" in message and "Traceback" not in message
+        assert not app.store.project_exists("broken")
+
+
+async def test_existing_project_needs_replace(ws):
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await open_project(pilot)
+        pane.query_one("#import-path").value = str(DEMO_PATH)
+        pane.query_one("#import-name").value = "demo"
+        pane.action_run_import()
+        await settle(pilot)
+        assert "already exists" in str(pane.query_one("#import-error").render())
+        pane.query_one("#import-replace").value = True
+        pane.action_run_import()
+        await settle(pilot)
+        assert not pane.query_one("#import-error").has_class("-shown")
+        assert app.store.list_runs("demo") == []  # replacing drops the old runs
+
+
+async def test_import_a_pairs_file(ws, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("\n".join(json.dumps({"query": f"question {i}", "positive": f"answer {i}"})
+                               for i in range(5)) + "\n")
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False)
+    async with app.run_test(size=(120, 48)) as pilot:
+        pane = await open_project(pilot)
+        pane.query_one("#import-kind").value = "pairs"
+        await pilot.pause()
+        assert pane.query_one("#split-row").display
+        pane.query_one("#import-path").value = str(pairs)
+        pane.query_one("#import-name").value = "qa"
+        pane.query_one("#import-split").value = "dev"
+        pane.action_run_import()
+        await settle(pilot)
+        info = app.store.get_project("qa")
+        assert info.documents == 5 and set(info.splits) == {"dev"}
+
+
+def test_path_completion_lists_file_system_entries(tmp_path):
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "data.jsonl").write_text("")
+    assert complete_path(str(tmp_path / "datas")) == str(tmp_path / "datasets") + "/"
+    assert complete_path(str(tmp_path / "data.")) == str(tmp_path / "data.jsonl")
+    assert complete_path(str(tmp_path / "zzz")) is None
+
+
+async def test_path_input_suggests_completions(ws, tmp_path):
+    (tmp_path / "my-beir-folder").mkdir()
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await open_project(pilot)
+        await pilot.press("i", *str(tmp_path / "my-b"))
+        await pilot.pause(0.2)
+        await pilot.press("right")  # accept the suggestion
+        assert pane.query_one("#import-path").value == str(tmp_path / "my-beir-folder") + "/"
