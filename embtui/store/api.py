@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pyarrow as pa
 
 from embtui.errors import EmbtuiError, NotFound
 from embtui.store.db import Workspace
+
+if TYPE_CHECKING:
+    from embtui.store.annotations import AnnotationStore
 
 
 @dataclass(frozen=True)
@@ -471,7 +474,7 @@ class Store:
 
     # -- annotations and the qrels overlay (owned by embtui/store/annotations.py) ---------------
     @property
-    def annotations(self) -> "AnnotationStore":
+    def annotations(self) -> AnnotationStore:
         """Labels/notes on queries and query-document pairs, and the hand-made qrels overlay."""
         from embtui.store.annotations import AnnotationStore
 

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 
 from embtui.engine.devices import DeviceInfo
 from embtui.tui.app import EmbtuiApp
-from embtui.tui.testing import copy_workspace, fixed_devices, screen_text, settle, template_workspace
-
-
-@pytest.fixture(scope="session")
-def tui_template(tmp_path_factory, tiny_model):
-    return template_workspace(tmp_path_factory.getbasetemp() / "tui-template", tiny_model)
-
-
-@pytest.fixture()
-def ws(tui_template, tmp_path):
-    return copy_workspace(tui_template, tmp_path / "ws")
+from embtui.tui.testing import fixed_devices, screen_text, settle
 
 
 async def open_models(pilot):

@@ -1,5 +1,5 @@
 """Screenshots of every pane at 80x24 and 160x48 on the demo project (fixed data, timings frozen,
-elapsed times masked). Regenerate with `pytest tests/test_tui_snapshots.py --snapshot-update`."""
+elapsed times masked). Regenerate with `pytest tests/tui/test_tui_snapshots.py --snapshot-update`."""
 
 from __future__ import annotations
 
@@ -7,22 +7,15 @@ import pytest
 
 from embtui.tui.app import EmbtuiApp
 from embtui.tui.messages import RunChosen
-from embtui.tui.testing import (copy_workspace, fixed_devices, settle, steady_cursors,
-                                 template_workspace)
+from embtui.tui.testing import fixed_devices, settle, steady_cursors
 from embtui.tui.widgets.hit_list import HitList
 
 SIZES = [(80, 24), (160, 48)]
 QUERY_5 = "1/2000 in UK have abnormal PrP positivity."
 
 
-@pytest.fixture(scope="session")
-def tui_template(tmp_path_factory, tiny_model):
-    return template_workspace(tmp_path_factory.getbasetemp() / "tui-template", tiny_model)
-
-
 @pytest.fixture()
-def app(tui_template, tmp_path):
-    ws = copy_workspace(tui_template, tmp_path / "ws")
+def app(ws):
     return EmbtuiApp(ws, warmup=False, poll_jobs=False, device_lister=fixed_devices)
 
 

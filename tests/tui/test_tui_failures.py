@@ -3,22 +3,11 @@ and another run's ranking beside."""
 
 from __future__ import annotations
 
-import pytest
 
 from embtui.tui.app import EmbtuiApp
 from embtui.tui.messages import RunChosen
 from embtui.tui.screens.pick_run import RunPicker
-from embtui.tui.testing import copy_workspace, screen_text, settle, template_workspace
-
-
-@pytest.fixture(scope="session")
-def tui_template(tmp_path_factory, tiny_model):
-    return template_workspace(tmp_path_factory.getbasetemp() / "tui-template", tiny_model)
-
-
-@pytest.fixture()
-def ws(tui_template, tmp_path):
-    return copy_workspace(tui_template, tmp_path / "ws")
+from embtui.tui.testing import screen_text, settle
 
 
 def expected_failures(store, run_id: int, k: int) -> set[str]:

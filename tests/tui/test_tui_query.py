@@ -3,25 +3,14 @@ model states, documents."""
 
 from __future__ import annotations
 
-import pytest
 
 from embtui.tui.app import EmbtuiApp
 from embtui.tui.panes.query import QueryPane
-from embtui.tui.testing import copy_workspace, screen_text, settle, template_workspace
+from embtui.tui.testing import screen_text, settle
 from embtui.tui.widgets.hit_list import HitList, HitRow
 
 QUERY_5 = "1/2000 in UK have abnormal PrP positivity."
 RELEVANT_5 = "13734012"
-
-
-@pytest.fixture(scope="session")
-def tui_template(tmp_path_factory, tiny_model):
-    return template_workspace(tmp_path_factory.getbasetemp() / "tui-template", tiny_model)
-
-
-@pytest.fixture()
-def ws(tui_template, tmp_path):
-    return copy_workspace(tui_template, tmp_path / "ws")
 
 
 def make_app(ws, **kw):

@@ -11,21 +11,11 @@ import pytest
 from embtui.tui.app import EmbtuiApp
 from embtui.tui.messages import JobsPolled, ModelToggled
 from embtui.tui.screens.job_log import JobLogScreen
-from embtui.tui.testing import copy_workspace, screen_text, settle, template_workspace
+from embtui.tui.testing import screen_text, settle
 
 jobs_api = pytest.importorskip("embtui.jobs", reason="the job system (embtui.jobs) is not there yet")
 if not hasattr(jobs_api, "submit_eval"):  # pragma: no cover
     pytest.skip("embtui.jobs has no submit_eval yet", allow_module_level=True)
-
-
-@pytest.fixture(scope="session")
-def tui_template(tmp_path_factory, tiny_model):
-    return template_workspace(tmp_path_factory.getbasetemp() / "tui-template", tiny_model)
-
-
-@pytest.fixture()
-def ws(tui_template, tmp_path):
-    return copy_workspace(tui_template, tmp_path / "ws")
 
 
 def make_app(ws):

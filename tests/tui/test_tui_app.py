@@ -6,22 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
 
 from embtui.tui.actions import ACTIONS, PANES
 from embtui.tui.app import EmbtuiApp
 from embtui.tui.messages import WorkspaceLoaded
-from embtui.tui.testing import copy_workspace, screen_text, settle, template_workspace
-
-
-@pytest.fixture(scope="session")
-def tui_template(tmp_path_factory, tiny_model):
-    return template_workspace(tmp_path_factory.getbasetemp() / "tui-template", tiny_model)
-
-
-@pytest.fixture()
-def ws(tui_template, tmp_path):
-    return copy_workspace(tui_template, tmp_path / "ws")
+from embtui.tui.testing import screen_text, settle
 
 
 def make_app(ws, **kw):

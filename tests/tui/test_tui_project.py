@@ -5,22 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
 
 from embtui.engine.demo import DEMO_PATH
 from embtui.tui.app import EmbtuiApp
-from embtui.tui.testing import copy_workspace, screen_text, settle, template_workspace
+from embtui.tui.testing import screen_text, settle
 from embtui.tui.widgets.path_suggester import complete_path
-
-
-@pytest.fixture(scope="session")
-def tui_template(tmp_path_factory, tiny_model):
-    return template_workspace(tmp_path_factory.getbasetemp() / "tui-template", tiny_model)
-
-
-@pytest.fixture()
-def ws(tui_template, tmp_path):
-    return copy_workspace(tui_template, tmp_path / "ws")
 
 
 async def open_project(pilot):
