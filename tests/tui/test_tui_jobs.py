@@ -6,16 +6,15 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
 
+import embtui.jobs as jobs_api
+from embtui.jobs.files import try_slot
+from embtui.store.db import Workspace
 from embtui.tui.app import EmbtuiApp
 from embtui.tui.messages import JobsPolled, ModelToggled
 from embtui.tui.screens.job_log import JobLogScreen
 from embtui.tui.testing import screen_text, settle
 
-jobs_api = pytest.importorskip("embtui.jobs", reason="the job system (embtui.jobs) is not there yet")
-if not hasattr(jobs_api, "submit_eval"):  # pragma: no cover
-    pytest.skip("embtui.jobs has no submit_eval yet", allow_module_level=True)
 
 
 def make_app(ws):
@@ -79,11 +78,20 @@ async def test_cancel_then_resume_a_job(ws):
         await select_only(pilot, "tiny")
         await pilot.press("escape", "4")
         await settle(pilot)
-        await pilot.press("e")
-        await wait_for(pilot, lambda: len(app.jobs) == 1)
-        await pilot.press("c")  # while queued or loading: stops cleanly
-        await wait_for(pilot, lambda: app.jobs[0].state in ("cancelled", "done", "failed"))
-        assert app.jobs[0].state == "cancelled"
+        # hold every CPU slot, as another job would: the new job waits in the queue
+        held = []
+        while (lock := try_slot(Workspace(ws).jobs_dir / "locks", "cpu", 8)) is not None:
+            held.append(lock)
+        try:
+            await pilot.press("e")
+            await wait_for(pilot, lambda: len(app.jobs) == 1 and "waiting" in (app.jobs[0].stage or ""))
+            assert app.jobs[0].state == "queued"
+            await pilot.press("c")
+            await wait_for(pilot, lambda: app.jobs[0].state in ("cancelled", "done", "failed"))
+            assert app.jobs[0].state == "cancelled"
+        finally:
+            for lock in held:
+                lock.release()
         await pilot.press("r")
         await wait_for(pilot, lambda: app.jobs[0].state in ("done", "failed"))
         assert app.jobs[0].state == "done", app.jobs[0].error
