@@ -35,7 +35,7 @@ async def shoot(ws: Path, out: Path) -> list[Path]:
         steady_cursors(app)
         for column in app.query(HitList):  # latencies differ per run: leave them out
             if column.hits:
-                column.show_hits(column.hits, column.grades, column.shown_seq, column.shown_text)
+                column.show_hits(column.ranked, column.grades, column.shown_seq, column.shown_text)
         await app._pilot.pause()
         path = out / f"{name}.svg"
         app.save_screenshot(str(path.name), path=str(out))

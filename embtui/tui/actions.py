@@ -63,6 +63,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
                key_display="/"),
     ActionSpec("query", "ctrl+o,d", "pick_dataset_query", "Dataset query",
                "Pick a query of the dataset from a searchable list", key_display="^o"),
+    ActionSpec("query", "k", "next_k", "Top k", "Show the top 10, 20 or 50 hits of each model"),
     ActionSpec("metrics", "s", "sort_next", "Sort", "Sort by the next column (again: reverse)"),
     ActionSpec("metrics", "k", "next_k", "Next k", "Show metrics at the next cutoff k"),
     ActionSpec("metrics", "b", "toggle_baseline", "Baseline",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-
 import embtui.jobs as jobs_api
 from embtui.jobs.files import try_slot
 from embtui.store.db import Workspace

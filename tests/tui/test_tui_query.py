@@ -3,7 +3,6 @@ model states, documents."""
 
 from __future__ import annotations
 
-
 from embtui.tui.app import EmbtuiApp
 from embtui.tui.panes.query import QueryPane
 from embtui.tui.testing import screen_text, settle
@@ -150,3 +149,39 @@ async def test_deselecting_a_model_removes_its_column(ws):
         await settle(pilot)
         assert columns(app) == {}
         assert "No model selected" in screen_text(app)
+
+
+async def test_k_shows_more_hits_and_relevant_ones_below_are_named(ws):
+    """`k` steps the hits shown per model through 10, 20, 50; a judged-relevant document ranked
+    below the shown ones is named with its rank in the column's status line."""
+    app = make_app(ws)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        pane = app.pane("query")
+        pane.set_query(QUERY_5)
+        await settle(pilot)
+        tiny = columns(app)["tiny"]
+        assert len(tiny.hits) == 10 and len(tiny.ranked) == 100
+        assert [h.rank for h in tiny.ranked] == list(range(1, 101))
+        relevant = {d for d, g in pane.qrels["5"].items() if g > 0}
+        below = [h.rank for h in tiny.ranked[10:] if h.doc_id in relevant]
+        missing = len(relevant) - sum(h.doc_id in relevant for h in tiny.ranked)
+        assert below or missing  # the tiny random model does not find it in its top 10
+        for rank in below:
+            assert f"#{rank}" in tiny.status_message
+        if missing:
+            assert f"{missing} ✓ not in top 100" in tiny.status_message
+
+        await pilot.press("escape", "k")
+        await settle(pilot)
+        assert pane.top_k == 20
+        assert len(tiny.hits) == 20
+        assert sum(1 for r in tiny.query(HitRow) if r.display) == 20
+        shown = [r.hit.doc_id for r in tiny.query(HitRow) if r.display]
+        assert shown == [h.doc_id for h in tiny.ranked[:20]]
+        assert all(r.has_class("-relevant") == (r.hit.doc_id in relevant)
+                   for r in tiny.query(HitRow) if r.display)
+        await pilot.press("k", "k")
+        await settle(pilot)
+        assert pane.top_k == 10 and len(tiny.hits) == 10
+        assert sum(1 for r in tiny.query(HitRow) if r.display) == 10

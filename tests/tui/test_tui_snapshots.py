@@ -37,8 +37,8 @@ async def redraw(pilot) -> None:
 def mask_elapsed(app) -> None:
     """Query latencies differ from run to run: show the hits without them."""
     for column in app.query(HitList):
-        if column.hits:
-            column.show_hits(column.hits, column.grades, column.shown_seq, column.shown_text)
+        if column.ranked:
+            column.show_hits(column.ranked, column.grades, column.shown_seq, column.shown_text)
 
 
 def pane_setup(key: str):

@@ -23,7 +23,8 @@ from embtui.tui.panes.base import Pane, focus_now
 from embtui.tui.widgets.hit_list import HitList
 
 DEBOUNCE_S = 0.15
-TOP_K = 10
+K_CHOICES = (10, 20, 50)  # hits shown per model; `k` steps through them
+SEARCH_DEPTH = 100  # hits searched per model, so a relevant document below the shown ones is found
 # Torch threads in the app process: 1 keeps a typed query at ~7 ms even while a job encodes on the
 # other cores (with all cores, OpenMP waits stretch it to ~0.5 s; see engine/live.py).
 LIVE_TORCH_THREADS = 1
@@ -41,6 +42,8 @@ class QueryPane(Pane):
     """The query text being searched (after the debounce)."""
     query_id: reactive[str | None] = reactive(None, init=False)
     """Dataset query id when the text is a dataset query (relevant docs get a ✓)."""
+    top_k: reactive[int] = reactive(K_CHOICES[0], init=False)
+    """Hits shown per model."""
 
     class DatasetLoaded(Message, bubble=False):
         def __init__(self, project: str, queries: dict[str, str], qrels: dict[str, dict[str, int]],
@@ -119,7 +122,7 @@ class QueryPane(Pane):
             box.mount(Static("No model selected: press space on models in the sidebar (0) or in "
                              "Models & Devices (5).", classes="hint no-models"))
             return
-        new = [HitList(m, TOP_K) for m in models if m not in existing]
+        new = [HitList(m, self.top_k) for m in models if m not in existing]
         if new:
             box.mount_all(new)
 
@@ -195,13 +198,17 @@ class QueryPane(Pane):
         if columns:
             columns[0].focus_list()
 
-    def search_now(self) -> None:
-        """Start one search per selected model for the current text."""
+    def search_now(self, _waited: int = 0) -> None:
+        """Start one search per selected model for the current text.
+
+        A column still being mounted (its model was just selected) is searched once it is."""
         self.seq += 1
         text = self.text
+        unmounted = []
         for model in self.context.models:
             column = self.column(model)
             if column is None:
+                unmounted.append(model)
                 continue
             if not text.strip():
                 column.show_hits([], {}, self.seq, text)
@@ -211,6 +218,8 @@ class QueryPane(Pane):
             self.run_worker(partial(self.search_model, searcher, model, text, self.seq), thread=True,
                             exclusive=True, group=f"live-{model}", exit_on_error=False,
                             description=f"search with {model}")
+        if unmounted and _waited < 5:  # search again (every column, newest seq) after the mount
+            self.call_after_refresh(self.search_now, _waited + 1)
 
     def searcher(self, model: str) -> Any:
         """The LiveSearcher for a model on the current project (made once, kept while valid).
@@ -252,7 +261,7 @@ class QueryPane(Pane):
                 if worker.is_cancelled:
                     return
                 t0 = time.perf_counter()
-            hits = searcher.search(text, TOP_K)
+            hits = searcher.search(text, max(SEARCH_DEPTH, self.top_k))
         except NotEvaluated as exc:
             with self._searchers_lock:  # try again after an evaluation fills the cache
                 self._searchers = {k: v for k, v in self._searchers.items() if v is not searcher}
@@ -322,6 +331,15 @@ class QueryPane(Pane):
             columns[0].focus_list()
         else:
             self.app.action_focus_sidebar()  # type: ignore[attr-defined]
+
+    def action_next_k(self) -> None:
+        self.top_k = K_CHOICES[(K_CHOICES.index(self.top_k) + 1) % len(K_CHOICES)] \
+            if self.top_k in K_CHOICES else K_CHOICES[0]
+
+    async def watch_top_k(self, k: int) -> None:
+        for column in self.query(HitList):
+            await column.set_k(k)
+        self.notify(f"showing the top {k} of each model", timeout=2)
 
     def action_focus_query(self) -> None:
         focus_now(self.query_one("#query-input", Input))

@@ -53,11 +53,15 @@ class HitList(Vertical):
         self.model = model
         self.k = k
         self.hits: list[Any] = []
+        """The hits shown: the first ``k`` of ``ranked``."""
+        self.ranked: list[Any] = []
+        """Everything the search returned (deeper than ``k``: where the relevant ones landed)."""
         self.grades: dict[str, int] = {}
         self.shown_seq = -1
         self.shown_text = ""
         self.state = "idle"
         self.status_message = ""
+        self._timing: tuple[float | None, str] = (None, "")
         self.border_title = model
 
     def compose(self) -> ComposeResult:
@@ -80,10 +84,26 @@ class HitList(Vertical):
             for row in self.query(HitRow):
                 row.display = False
 
-    def show_hits(self, hits: list[Any], grades: dict[str, int], seq: int, text: str,
+    async def set_k(self, k: int) -> None:
+        """Show ``k`` rows: add rows to the pool when it grows (rows are never removed)."""
+        rows = len(self.query(HitRow))
+        if k > rows:
+            new = [HitRow() for _ in range(k - rows)]
+            for row in new:
+                row.display = False
+            await self.query_one(ListView).extend(new)
+        self.k = k
+        if self.shown_text.strip() and self.state in ("ready", "empty"):
+            self.show_hits(self.ranked, self.grades, self.shown_seq, self.shown_text, *self._timing)
+
+    def show_hits(self, ranked: list[Any], grades: dict[str, int], seq: int, text: str,
                   elapsed_ms: float | None = None, note: str = "") -> None:
-        self.hits = hits
+        """Show the first ``k`` of ``ranked``; judged-relevant ones ranked below them are named
+        in the status line, and so is the number of relevant ones not retrieved at all."""
+        self.ranked = ranked
+        hits = self.hits = ranked[:self.k]
         self.grades = grades
+        self._timing = (elapsed_ms, note)
         self.shown_seq = seq
         self.shown_text = text
         rows = list(self.query(HitRow))
@@ -106,6 +126,12 @@ class HitList(Vertical):
         parts = [f"{len(hits)} hits"]
         if grades:
             parts.append(f"{found} relevant ✓")
+            below = [h.rank for h in ranked[len(hits):] if grades.get(h.doc_id, 0) > 0]
+            if below:
+                parts.append("more ✓ at " + ", ".join(f"#{r}" for r in below))
+            missing = sum(1 for g in grades.values() if g > 0) - found - len(below)
+            if missing > 0:
+                parts.append(f"{missing} ✓ not in top {len(ranked)}")
         if elapsed_ms is not None:
             parts.append(f"{elapsed_ms:.0f} ms")
         if note:
