@@ -365,3 +365,24 @@ def test_jobs_cli_and_doctor_find_and_fix_damage(tiny_model: Path, demo_store: S
     after = json.loads(capsys.readouterr().out)
     assert after["ok"] and after["orphans"] == []
     assert demo_store.get_run(stuck).status == "failed"
+
+
+@pytest.mark.parametrize("columns", [40, 60, 80, 120, 200])
+def test_follow_bar_fits_the_terminal_so_it_redraws_in_place(columns: int) -> None:
+    """A line longer than the terminal wraps, and `\\r` then redraws only its last row: the
+    follow bar would scroll instead of updating in place (seen at 100 columns on SciFact)."""
+    from types import SimpleNamespace
+
+    from embtui.jobs.cli import _Bar
+
+    j = SimpleNamespace(id="261201-133034-19a3", state="running", progress=0.37, stage="encode documents",
+                        done=1917, total=5183, items_per_s=34.6, eta_s=95.0, batch_size=32, finished=False)
+    bar = _Bar()
+    bar.tty = True
+    line = bar.line(j, columns)
+    assert len(line) <= columns - 1
+    assert line.startswith("running [")
+    if columns >= 80:  # room for everything: counts, speed, ETA and batch all shown
+        assert line.endswith("37% encode documents 1917/5183 35/s eta 1m35s batch 32")
+    bar.tty = False  # a pipe or log file gets the full line, with the job id, one per stage
+    assert bar.line(j, 0).startswith("261201-133034-19a3 running ")

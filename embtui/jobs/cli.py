@@ -85,41 +85,68 @@ def _cmd_list(ws: Any, args: argparse.Namespace) -> int:
 
 
 class _Bar:
-    """A live progress line: redrawn in place on a terminal, one line per stage change otherwise."""
+    """A live progress line: redrawn in place on a terminal (fitted to its width), one line per stage
+    change otherwise (a log file, a CI pipe)."""
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
-        self.width = 0
+        self.drawn = False
         self.last_stage = ""
 
-    def __call__(self, j: Any) -> None:
-        bar = "#" * int(30 * j.progress)
+    def line(self, j: Any, columns: int) -> str:
+        """The progress line for job info ``j``, at most ``columns - 1`` characters on a terminal."""
         rate = f" {j.items_per_s:.0f}/s" if j.items_per_s and j.state == "running" else ""
         eta = f" eta {_fmt_eta(j.eta_s)}" if j.eta_s and j.state == "running" else ""
         counts = f" {j.done}/{j.total}" if j.total else ""
         batch = f" batch {j.batch_size}" if j.batch_size else ""
-        line = (f"{j.id} {j.state:<11} [{bar:<30}] {100 * j.progress:3.0f}% {j.stage}{counts}{rate}"
-                f"{eta}{batch}")
+        tail = f" {100 * j.progress:3.0f}% {j.stage}{counts}{rate}{eta}{batch}"
+        if not self.tty:
+            return f"{j.id} {j.state:<11} [{'#' * int(30 * j.progress):<30}]{tail}"
+        head = f"{j.state} "
+        room = columns - 1 - len(head) - len(tail) - 2
+        if room < 10:  # a narrow terminal: drop the batch, then the ETA, before the bar goes
+            tail = f" {100 * j.progress:3.0f}% {j.stage}{counts}{rate}{eta}"
+            room = columns - 1 - len(head) - len(tail) - 2
+        width = max(10, min(30, room))
+        return (head + f"[{'#' * int(width * j.progress):<{width}}]" + tail)[: max(1, columns - 1)]
+
+    def __call__(self, j: Any) -> None:
         if self.tty:
-            sys.stderr.write("\r" + line.ljust(self.width))
-            self.width = len(line)
+            import shutil
+
+            columns = shutil.get_terminal_size((80, 24)).columns
+            # carriage return, the line, clear to its end: never longer than the terminal, so the
+            # line never wraps and is redrawn in place
+            sys.stderr.write("\r" + self.line(j, columns) + "\x1b[K")
             sys.stderr.flush()
+            self.drawn = True
         elif j.stage != self.last_stage or j.finished:
-            print(line, file=sys.stderr, flush=True)
+            print(self.line(j, 0), file=sys.stderr, flush=True)
         self.last_stage = j.stage
 
     def close(self) -> None:
-        if self.tty and self.width:
+        if self.tty and self.drawn:
             sys.stderr.write("\n")
             sys.stderr.flush()
+            self.drawn = False
 
 
 def _cmd_follow(ws: Any, args: argparse.Namespace) -> int:
-    from embtui.jobs.api import follow_job
+    from embtui.jobs.api import follow_job, get_job
 
+    info = get_job(ws, args.job_id, log_lines=0)
     bar = _Bar()
+    if bar.tty and not info.finished:
+        print(f"following job {info.id}: {info.model} on {info.project}/{info.split}, "
+              f"{info.device or 'device pending'} (Ctrl-C stops following; the job keeps running)",
+              file=sys.stderr)
     try:
-        final = follow_job(ws, args.job_id, bar)
+        final = follow_job(ws, info.id, bar)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"stopped following; job {info.id} keeps running "
+              f"(`embtui jobs follow {info.id}` to watch it again)", file=sys.stderr)
+        return 130
     finally:
         bar.close()
     if args.json:
