@@ -769,6 +769,17 @@ def mark_relevant(store: Any, run_id: int, query_id: str, doc_id: str, grade: in
     return judgment
 
 
+def unmark_relevant(store: Any, run_id: int, query_id: str, doc_id: str) -> bool:
+    """Undo :func:`mark_relevant`: drop the overlay judgment and its "missing label" tag on the pair.
+    Returns whether there was a judgment to drop."""
+    from embtui.store.annotations import MISSING_LABEL
+
+    run = store.get_run(int(run_id))
+    removed = store.annotations.remove_judgment(run.project, run.split, query_id, doc_id)
+    store.annotations.remove(run.project, query_id, MISSING_LABEL, doc_id=doc_id)
+    return removed
+
+
 def corrected_result(store: Any, run_id: int) -> Any:
     """The run's stored rankings re-scored on qrels + overlay: a ``MetricResult`` with the same
     metric names as the run."""

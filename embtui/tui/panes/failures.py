@@ -31,7 +31,9 @@ class FailuresPane(Pane):
     """Failed queries of one run (no relevant doc in the top ``threshold``), worst first.
 
     n/p step through them; o shows another run's ranking of the same query beside it;
-    / filters by text; the threshold box sets the rank that counts as a failure.
+    / filters by text, l by annotation label; the threshold box sets the rank that counts as a
+    failure. a tags the query or one of its documents; r marks a retrieved document actually
+    relevant (the qrels overlay); c switches between the imported and the corrected judgments.
     """
 
     PANE_ID = "failures"
@@ -45,6 +47,10 @@ class FailuresPane(Pane):
     """A query fails when its first relevant doc ranks below this."""
     text_filter: reactive[str] = reactive("", init=False)
     """Only failures whose query text (or id) contains this."""
+    label_filter: reactive[str] = reactive("", init=False)
+    """Only failures whose query (or one of its documents) carries this label ('' = any)."""
+    corrected: reactive[bool] = reactive(False, init=False)
+    """Judge failures on the imported qrels plus the hand-made overlay."""
 
     class RunLoaded(Message, bubble=False):
         def __init__(self, run_id: int, rankings: dict[str, list[tuple[str, float]]],
@@ -54,6 +60,15 @@ class FailuresPane(Pane):
             self.rankings = rankings
             self.qrels = qrels
             self.queries = queries
+
+    class AnnotationsLoaded(Message, bubble=False):
+        def __init__(self, project: str, annotations: list[Any],
+                     overlay: dict[str, dict[str, int]], notice: str = "") -> None:
+            super().__init__()
+            self.project = project
+            self.annotations = annotations
+            self.overlay = overlay
+            self.notice = notice
 
     class DetailLoaded(Message, bubble=False):
         def __init__(self, detail: FailureDetail, compare: FailureDetail | None,
@@ -69,6 +84,10 @@ class FailuresPane(Pane):
         self.qrels: dict[str, dict[str, int]] = {}
         self.queries: dict[str, str] = {}
         self.loaded_run: int | None = None
+        self.annotations: list[Any] = []
+        self.overlay: dict[str, dict[str, int]] = {}
+        self.tags: dict[str, tuple[str, ...]] = {}
+        self.label_options: list[str] = []
         self.failures: list[Failure] = []
         self.detail: FailureDetail | None = None
         self.compare_detail: FailureDetail | None = None
@@ -79,6 +98,7 @@ class FailuresPane(Pane):
             yield Label("fail if rank >", classes="form-label")
             yield Input("10", id="threshold", type="integer", classes="short-input")
             yield Input(placeholder="filter text", id="failure-filter")
+            yield Select([], prompt="any label", id="label-filter")
         yield Static(id="failures-summary", classes="hint")
         yield DataTable(id="failures-table", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="failure-detail-row"):
@@ -97,6 +117,7 @@ class FailuresPane(Pane):
         # fixed widths: measured widths of long texts vary with when a row is first laid out
         table.add_column("query", key="query", width=8)
         table.add_column("1st rel", key="first", width=7)
+        table.add_column("tags", key="tags", width=16)
         table.add_column("text", key="text", width=text_width)
 
     def focus_default(self) -> None:
@@ -144,7 +165,39 @@ class FailuresPane(Pane):
         rankings = store.run_rankings(run_id)
         qrels = store.qrels(project, split)
         queries = store.queries(project, split)
+        self.read_annotations(project, split)
         self.post_message(self.RunLoaded(run_id, rankings, qrels, queries))
+
+    def read_annotations(self, project: str, split: str, notice: str = "") -> None:
+        """Read the project's annotations and the split's overlay (on a worker thread) and post them."""
+        store = self.store
+        assert store is not None
+        notes = store.annotations
+        self.post_message(self.AnnotationsLoaded(project, notes.find(project),
+                                                 notes.overlay(project, split), notice))
+
+    @on(AnnotationsLoaded)
+    def show_annotations(self, message: AnnotationsLoaded) -> None:
+        if message.project != self.context.project:
+            return
+        self.annotations, self.overlay = message.annotations, message.overlay
+        tags: dict[str, set[str]] = {}
+        for a in self.annotations:
+            tags.setdefault(a.query_id, set()).add(a.label)
+        self.tags = {q: tuple(sorted(v)) for q, v in tags.items()}
+        select = self.query_one("#label-filter", Select)
+        labels = sorted({a.label for a in self.annotations})
+        if self.label_filter and self.label_filter not in labels:
+            labels.append(self.label_filter)
+        counts = {label: sum(1 for t in self.tags.values() if label in t) for label in labels}
+        self.label_options = labels
+        with select.prevent(Select.Changed):
+            select.set_options([(f"{label} ({counts[label]})", label) for label in labels])
+            if self.label_filter:
+                select.value = self.label_filter
+        if message.notice:
+            self.notify(message.notice, timeout=4)
+        self.show_failures()
 
     @on(RunLoaded)
     def show_run(self, message: RunLoaded) -> None:
@@ -160,6 +213,28 @@ class FailuresPane(Pane):
     def watch_text_filter(self) -> None:
         self.show_failures()
 
+    def watch_label_filter(self) -> None:
+        select = self.query_one("#label-filter", Select)
+        with select.prevent(Select.Changed):
+            if self.label_filter:
+                if self.label_filter in self.label_options:
+                    select.value = self.label_filter
+            else:
+                select.clear()
+        self.show_failures()
+
+    def watch_corrected(self) -> None:
+        self.show_failures()
+
+    def judgments(self) -> dict[str, dict[str, int]]:
+        """The qrels failures are judged on: imported, or with the overlay on top (``corrected``)."""
+        if not self.corrected or not self.overlay:
+            return self.qrels
+        out = {q: dict(j) for q, j in self.qrels.items()}
+        for q, over in self.overlay.items():
+            out.setdefault(q, {}).update(over)
+        return out
+
     def watch_compare_run(self) -> None:
         self.query_one("#failure-compare").display = self.compare_run is not None
         self.load_current_detail()
@@ -167,20 +242,32 @@ class FailuresPane(Pane):
     def show_failures(self) -> None:
         table = self.query_one("#failures-table", DataTable)
         previous = self.current_failure()
-        self.failures = find_failures(self.rankings, self.qrels, self.queries, self.threshold,
-                                      self.text_filter)
+        qrels = self.judgments()
+        failures = find_failures(self.rankings, qrels, self.queries, self.threshold, self.text_filter)
+        if self.label_filter:
+            failures = [f for f in failures if self.label_filter in self.tags.get(f.query_id, ())]
+        self.failures = failures
         table.clear(columns=True)
         self._add_columns(table, max([len(_snippet(f.text, 200)) for f in self.failures] + [20]))
         for f in self.failures:
             first = "none" if f.first_rank is None else str(f.first_rank)
-            table.add_row(Text(f.query_id), first, Text(_snippet(f.text, 200)), key=f.query_id)
-        scored = sum(1 for j in self.qrels.values() if any(g > 0 for g in j.values()))
+            tags = ", ".join(self.tags.get(f.query_id, ()))
+            table.add_row(Text(f.query_id), first, Text(tags, style="yellow", overflow="ellipsis"),
+                          Text(_snippet(f.text, 200)), key=f.query_id)
+        scored = sum(1 for j in qrels.values() if any(g > 0 for g in j.values()))
         depth = max((len(v) for v in self.rankings.values()), default=0)
         run = f"run #{self.run_id}" if self.run_id is not None else "no run"
         summary = (f"{run}: {len(self.failures)} of {scored} queries have no relevant doc in the "
                    f"top {self.threshold} (ranking depth {depth})")
         if self.text_filter:
             summary += f" · filter '{self.text_filter}'"
+        if self.label_filter:
+            summary += f" · label '{self.label_filter}'"
+        n_over = sum(len(v) for v in self.overlay.values())
+        if self.corrected:
+            summary += f" · corrected judgments (+{n_over} by hand)"
+        elif n_over:
+            summary += f" · +{n_over} by hand (c applies)"
         if self.run_id is None:
             summary = "no finished run for this project and split: evaluate a model (Jobs, e)"
         self.query_one("#failures-summary", Static).update(Text(summary))
@@ -217,7 +304,7 @@ class FailuresPane(Pane):
         store = self.store
         assert store is not None
         ranking = self.rankings.get(query_id, [])
-        judged = self.qrels.get(query_id, {})
+        judged = self.judgments().get(query_id, {})
         other = store.run_rankings(compare_run, query_id).get(query_id, []) if compare_run else []
         ids = [d for d, g in judged.items() if g > 0]
         ids += [d for d, _ in ranking[:MAX_ABOVE]] + [d for d, _ in other[:MAX_ABOVE]]
@@ -249,9 +336,17 @@ class FailuresPane(Pane):
     def _rank_text(d: RankedDoc, depth: int) -> str:
         return f"#{d.rank:<3}" if d.rank is not None else f"not in top {depth}"
 
+    def _hand_marked(self, query_id: str, doc_id: str) -> bool:
+        return self.overlay.get(query_id, {}).get(doc_id, 0) > 0
+
     def _render_detail(self, detail: FailureDetail) -> Group:
         parts: list[Any] = [Text.assemble(("query ", "dim"), (detail.query_id, "bold"), "  ",
-                                          detail.text), Text("")]
+                                          detail.text)]
+        for a in (a for a in self.annotations if a.query_id == detail.query_id):
+            on_what = f"doc {a.doc_id}" if a.doc_id else "query"
+            parts.append(Text.assemble(("tag ", "dim"), (a.label, "bold yellow"), f" on {on_what}",
+                                       (f" — {a.note}" if a.note else "", "italic")))
+        parts.append(Text(""))
         parts.append(Text(f"relevant ({len(detail.relevant)})", style="bold underline"))
         for d in detail.relevant:
             score = f"{d.score:.4f}" if d.score is not None else "     –"
@@ -264,8 +359,10 @@ class FailuresPane(Pane):
             above += f" of {first - 1 if first else detail.depth}"
         parts.append(Text(above + ")", style="bold underline"))
         for d in detail.above:
-            mark = "✓" if d.grade > 0 else " "
-            parts.append(Text.assemble(f"{mark} #{d.rank:<3} {d.score:.4f}  ", (d.doc_id, "dim"), "  ",
+            hand = self._hand_marked(detail.query_id, d.doc_id)
+            mark = "+" if hand else ("✓" if d.grade > 0 else " ")
+            parts.append(Text.assemble((mark, "bold green" if hand else ""),
+                                       f" #{d.rank:<3} {d.score:.4f}  ", (d.doc_id, "dim"), "  ",
                                        (d.title or "", "bold")))
             parts.append(Text("    " + _snippet(d.text), style="dim"))
         return Group(*parts)
@@ -310,6 +407,116 @@ class FailuresPane(Pane):
 
     def action_focus_filter(self) -> None:
         focus_now(self.query_one("#failure-filter", Input))
+
+    @on(Select.Changed, "#label-filter")
+    def label_chosen(self, event: Select.Changed) -> None:
+        self.label_filter = "" if event.value is Select.BLANK else str(event.value)
+
+    def action_next_label(self) -> None:
+        """Cycle the label filter: any label, then each label in use, then any again."""
+        labels = sorted({a.label for a in self.annotations})
+        if not labels:
+            self.notify("no annotations yet: tag a failure with a", severity="warning")
+            return
+        order = ["", *labels]
+        at = order.index(self.label_filter) if self.label_filter in order else 0
+        self.label_filter = order[(at + 1) % len(order)]
+
+    def action_toggle_corrected(self) -> None:
+        self.corrected = not self.corrected
+
+    def _targets(self) -> list[Any]:
+        from embtui.tui.screens.annotate import Target
+
+        detail = self.detail
+        assert detail is not None
+        targets = [Target(None, f"the query {detail.query_id}")]
+        seen = set()
+        for d in (*detail.relevant, *detail.above):
+            if d.doc_id in seen:
+                continue
+            seen.add(d.doc_id)
+            where = f"#{d.rank}" if d.rank is not None else "not ranked"
+            kind = "relevant" if d.grade > 0 else "retrieved"
+            targets.append(Target(d.doc_id, f"{kind} {where} {d.doc_id} {(d.title or '')[:40]}"))
+        return targets
+
+    def action_annotate(self) -> None:
+        from embtui.store.annotations import BUILTIN_LABELS
+        from embtui.tui.screens.annotate import AnnotateScreen
+
+        detail, project = self.detail, self.context.project
+        if detail is None or project is None:
+            self.notify("no failure selected", severity="warning")
+            return
+        current = [f"{a.label} ({'doc ' + a.doc_id if a.doc_id else 'query'})"
+                   for a in self.annotations if a.query_id == detail.query_id]
+        labels = [*BUILTIN_LABELS, *sorted({a.label for a in self.annotations})]
+        query_id, run_id, split = detail.query_id, self.run_id, self.context.split
+
+        def done(result: Any) -> None:
+            if result is not None:
+                self.save_annotation(project, split, query_id, result, run_id)
+
+        self.app.push_screen(AnnotateScreen(query_id, self._targets(), labels, current), done)
+
+    @work(thread=True, group="annotate", exit_on_error=False, description="save an annotation")
+    def save_annotation(self, project: str, split: str, query_id: str, result: Any,
+                        run_id: int | None) -> None:
+        from embtui.errors import EmbtuiError
+
+        store = self.store
+        assert store is not None
+        try:
+            ann = store.annotations.add(project, query_id, result.label, doc_id=result.doc_id,
+                                        note=result.note, run_id=run_id)
+        except EmbtuiError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        where = f"doc {ann.doc_id}" if ann.doc_id else f"query {query_id}"
+        self.read_annotations(project, split, f"tagged {where}: {ann.label}")
+
+    def action_mark_relevant(self) -> None:
+        from embtui.tui.screens.annotate import MarkRelevantScreen
+
+        detail, project = self.detail, self.context.project
+        if detail is None or project is None or self.run_id is None:
+            self.notify("no failure selected", severity="warning")
+            return
+        docs = [(d.doc_id, d.rank or 0, d.title or "", self._hand_marked(detail.query_id, d.doc_id))
+                for d in detail.above if d.grade <= 0 or self._hand_marked(detail.query_id, d.doc_id)]
+        if not docs:
+            self.notify("nothing ranked above the relevant document", severity="warning")
+            return
+        query_id, run_id, split = detail.query_id, self.run_id, self.context.split
+
+        def done(doc_id: str | None) -> None:
+            if doc_id:
+                self.toggle_relevant(project, split, run_id, query_id, doc_id,
+                                     self._hand_marked(query_id, doc_id))
+
+        self.app.push_screen(MarkRelevantScreen(query_id, docs), done)
+
+    @work(thread=True, group="annotate", exit_on_error=False, description="judge a document")
+    def toggle_relevant(self, project: str, split: str, run_id: int, query_id: str, doc_id: str,
+                        marked: bool) -> None:
+        from embtui.engine.compare import mark_relevant, unmark_relevant
+        from embtui.errors import EmbtuiError
+
+        store = self.store
+        assert store is not None
+        try:
+            if marked:
+                unmark_relevant(store, run_id, query_id, doc_id)
+                notice = f"doc {doc_id} no longer marked relevant for query {query_id}"
+            else:
+                mark_relevant(store, run_id, query_id, doc_id)
+                notice = (f"doc {doc_id} marked relevant for query {query_id} "
+                          "(qrels overlay; c shows corrected judgments)")
+        except EmbtuiError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.read_annotations(project, split, notice)
 
     def action_compare(self) -> None:
         from embtui.tui.screens.pick_run import RunPicker
