@@ -1,4 +1,4 @@
-"""The Metrics pane: runs x metrics at a chosen k, sortable, with a baseline's deltas and export."""
+"""The Metrics pane: runs x metrics at a chosen k, sortable, with a baseline's deltas, significance and export."""
 
 from __future__ import annotations
 
@@ -24,7 +24,10 @@ class MetricsPane(Pane):
     """Every finished run of the project and split, one row each.
 
     Enter on a cell sorts by its column (again: reverse); s cycles the sort column; k or the
-    Select picks the cutoff; b makes the run under the cursor the baseline; x exports.
+    Select picks the cutoff; b makes the run under the cursor the baseline: every other row then
+    shows its delta and ▲/▼ with stars where the difference is significant (randomization test,
+    Holm-adjusted across runs); d opens the per-query deltas of the run under the cursor; c shows
+    the metrics on the corrected judgments (qrels plus the overlay); x exports.
     """
 
     PANE_ID = "metrics"
@@ -38,6 +41,28 @@ class MetricsPane(Pane):
     """Descending when True."""
     baseline: reactive[int | None] = reactive(None, init=False)
     """Run id whose values the other rows are compared with."""
+    corrected: reactive[bool] = reactive(False, init=False)
+    """Show metrics on the imported qrels plus the hand-made overlay."""
+
+    class CorrectedLoaded(Message, bubble=False):
+        def __init__(self, key: tuple[Any, ...], values: dict[int, dict[str, float]], overlay: int) -> None:
+            super().__init__()
+            self.key = key
+            self.values = values
+            self.overlay = overlay
+
+    class SignificanceLoaded(Message, bubble=False):
+        def __init__(self, key: tuple[Any, ...], marks: dict[tuple[int, str], str], error: str = "") -> None:
+            super().__init__()
+            self.key = key
+            self.marks = marks
+            self.error = error
+
+    class DeltasLoaded(Message, bubble=False):
+        def __init__(self, comparison: Any, run_id: int) -> None:
+            super().__init__()
+            self.comparison = comparison
+            self.run_id = run_id
 
     class Exported(Message, bubble=False):
         def __init__(self, paths: tuple[str, ...]) -> None:
@@ -49,6 +74,13 @@ class MetricsPane(Pane):
         self.runs: list[Any] = []
         self.rows: list[dict[str, Any]] = []
         self.columns: list[Column] = []
+        self.corrected_values: dict[int, dict[str, float]] = {}
+        self.corrected_key: tuple[Any, ...] | None = None
+        self.overlay_count = 0
+        self.marks: dict[tuple[int, str], str] = {}
+        self.marks_key: tuple[Any, ...] | None = None
+        self.marks_error = ""
+        self.pending: dict[str, tuple[Any, ...] | None] = {"corrected": None, "marks": None}
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="metrics-bar"):
@@ -76,6 +108,9 @@ class MetricsPane(Pane):
             select.value = self.k
         if self.baseline is not None and all(r.id != self.baseline for r in self.runs):
             self.baseline = None
+        # runs or judgments may have changed: compute again
+        self.corrected_key = self.marks_key = None
+        self.pending = {"corrected": None, "marks": None}
         self.show_table()
 
     # -- rendering -------------------------------------------------------------------------------
@@ -86,6 +121,13 @@ class MetricsPane(Pane):
         table.clear(columns=True)
         self.columns = metric_columns(self.k) + list(INFO_COLUMNS)
         rows = [run_row(r, self.k) for r in self.runs]
+        self.refresh_derived()
+        if self.corrected:
+            for r in rows:
+                values = self.corrected_values.get(r["run"], {})
+                for col in metric_columns(self.k):
+                    r[col.key] = values.get(col.key) if self.corrected_key == self._corrected_key() \
+                        else None
         if self.sort_key:
             rows = sort_rows(rows, self.sort_key, self.sort_reverse)
         self.rows = rows
@@ -99,7 +141,7 @@ class MetricsPane(Pane):
             marker = "◆" if r["run"] == self.baseline else " "
             cells: list[Any] = [Text(f"{marker}#{r['run']}"), Text(r["model"], overflow="ellipsis")]
             for col in self.columns:
-                cells.append(self._cell(col, r, base))
+                cells.append(self._cell(col, r, base, self.marks.get((r["run"], col.key), "")))
             table.add_row(*cells, key=str(r["run"]))
         if not rows:
             table.add_row("", Text("no finished runs: evaluate models in Jobs (e)", style="dim"),
@@ -111,11 +153,103 @@ class MetricsPane(Pane):
         sort = f"sorted by {self.sort_key} {'desc' if self.sort_reverse else 'asc'}" \
             if self.sort_key else "run order"
         base_txt = f" · baseline #{self.baseline}" if self.baseline is not None else ""
+        judged = " · corrected judgments" if self.corrected else ""
         self.query_one("#metrics-sort", Static).update(Text(
-            f"{sort}{base_txt} · {len(rows)} run(s) on {self.context.project}/{self.context.split}"))
+            f"{sort}{base_txt}{judged} · {len(rows)} run(s) on {self.context.project}/{self.context.split}"))
+        self.query_one("#metrics-note", Static).update(self._note())
+
+    def _note(self) -> Text:
+        parts = []
+        if self.corrected:
+            if self.corrected_key != self._corrected_key():
+                parts.append("re-scoring on the corrected judgments …")
+            else:
+                parts.append(f"metrics on the imported qrels plus {self.overlay_count} judgment(s) "
+                             "made by hand (c: imported)")
+        if self.baseline is not None and len(self.runs) > 1:
+            if self.marks_error:
+                parts.append(f"significance: {self.marks_error}")
+            elif self.marks_key != self._marks_key():
+                parts.append("testing significance against the baseline …")
+            else:
+                parts.append("▲/▼ significant vs baseline: randomization test, Holm across runs; "
+                             "* p<.05 ** p<.01 *** p<.001 · d: per-query deltas")
+        return Text(" · ".join(parts), style="dim")
+
+    # -- derived values, computed off the UI thread ---------------------------------------------
+    def _corrected_key(self) -> tuple[Any, ...]:
+        return (self.context.project, self.context.split, tuple(r.id for r in self.runs))
+
+    def _marks_key(self) -> tuple[Any, ...]:
+        return (self.context.project, self.context.split, tuple(r.id for r in self.runs), self.baseline,
+                self.k, self.corrected)
+
+    def refresh_derived(self) -> None:
+        """Start the workers for what the table needs and does not have yet."""
+        if self.store is None or not self.runs:
+            return
+        want = self._corrected_key()
+        if self.corrected and self.corrected_key != want and self.pending["corrected"] != want:
+            self.pending["corrected"] = want
+            self.load_corrected(want, [r.id for r in self.runs])
+        want = self._marks_key()
+        if self.baseline is None or len(self.runs) < 2:
+            self.marks, self.marks_error = {}, ""
+        elif self.marks_key != want and self.pending["marks"] != want:
+            self.pending["marks"] = want
+            self.marks, self.marks_error = {}, ""
+            metrics = [c.key for c in metric_columns(self.k)
+                       if all(c.key in r.metrics for r in self.runs)]
+            others = [r.id for r in self.runs if r.id != self.baseline]
+            self.load_significance(self._marks_key(), [self.baseline, *others], metrics, self.corrected)
+
+    @work(thread=True, exclusive=True, group="metrics-corrected", exit_on_error=False,
+          description="re-score runs on corrected judgments")
+    def load_corrected(self, key: tuple[Any, ...], run_ids: list[int]) -> None:
+        from embtui.engine.compare import corrected_metrics
+
+        store = self.store
+        assert store is not None
+        values = {rid: corrected_metrics(store, rid) for rid in run_ids}
+        overlay = sum(len(v) for v in store.annotations.overlay(key[0], key[1]).values())
+        self.post_message(self.CorrectedLoaded(key, values, overlay))
+
+    @on(CorrectedLoaded)
+    def show_corrected(self, message: CorrectedLoaded) -> None:
+        self.corrected_values, self.corrected_key = message.values, message.key
+        self.overlay_count = message.overlay
+        self.show_table()
+
+    @work(thread=True, exclusive=True, group="metrics-significance", exit_on_error=False,
+          description="paired significance tests")
+    def load_significance(self, key: tuple[Any, ...], run_ids: list[int], metrics: list[str],
+                          corrected: bool) -> None:
+        from embtui.engine.compare import compare_metrics
+
+        store = self.store
+        assert store is not None
+        marks: dict[tuple[int, str], str] = {}
+        try:
+            comps = compare_metrics(store, run_ids, metrics, baseline=run_ids[0], qrels_overlay=corrected,
+                                    tests=("permutation",))
+        except Exception as exc:  # noqa: BLE001 - shown in the note, never a crash or an endless "testing"
+            self.post_message(self.SignificanceLoaded(key, {}, str(exc)))
+            return
+        for metric, comp in comps.items():
+            for test in comp.tests:
+                if test.marker:
+                    marks[(test.run_id, metric)] = test.marker
+        self.post_message(self.SignificanceLoaded(key, marks))
+
+    @on(SignificanceLoaded)
+    def show_significance(self, message: SignificanceLoaded) -> None:
+        if message.key != self._marks_key():
+            return
+        self.marks, self.marks_key, self.marks_error = message.marks, message.key, message.error
+        self.show_table()
 
     @staticmethod
-    def _cell(col: Column, row: dict[str, Any], base: dict[str, Any] | None) -> Text:
+    def _cell(col: Column, row: dict[str, Any], base: dict[str, Any] | None, mark: str = "") -> Text:
         value = row.get(col.key)
         if value is None:
             return Text("–", style="dim")
@@ -125,6 +259,8 @@ class MetricsPane(Pane):
                 delta = value - base[col.key]
                 style = "green" if delta > 0 else ("red" if delta < 0 else "dim")
                 text.append(f" {delta:+.3f}", style=style)
+                if mark:
+                    text.append(f" {mark}", style="bold " + ("green" if mark.startswith("▲") else "red"))
             return text
         if col.fmt == "bytes":
             return Text(size(value))
@@ -149,6 +285,9 @@ class MetricsPane(Pane):
         self.show_table()
 
     def watch_baseline(self) -> None:
+        self.show_table()
+
+    def watch_corrected(self) -> None:
         self.show_table()
 
     # -- interaction -----------------------------------------------------------------------------
@@ -199,6 +338,48 @@ class MetricsPane(Pane):
         if run is None:
             return
         self.baseline = None if run == self.baseline else run
+
+    def action_toggle_corrected(self) -> None:
+        self.corrected = not self.corrected
+
+    def _cursor_metric(self) -> str:
+        table = self.query_one(DataTable)
+        keys = self.sortable_keys()
+        col = table.cursor_coordinate.column
+        key = keys[col] if 0 <= col < len(keys) else ""
+        return key if any(c.key == key and c.kind == "metric" for c in self.columns) else f"ndcg@{self.k}"
+
+    def action_deltas(self) -> None:
+        run = self._cursor_run()
+        if self.baseline is None:
+            self.notify("pick a baseline first: b on its row", severity="warning")
+            return
+        if run is None or run == self.baseline:
+            self.notify("move the cursor to a run other than the baseline", severity="warning")
+            return
+        self.notify(f"comparing run #{run} with #{self.baseline} on {self._cursor_metric()} …", timeout=2)
+        self.load_deltas(self.baseline, run, self._cursor_metric(), self.corrected)
+
+    @work(thread=True, exclusive=True, group="metrics-deltas", exit_on_error=False,
+          description="per-query deltas and paired tests")
+    def load_deltas(self, baseline: int, run_id: int, metric: str, corrected: bool) -> None:
+        from embtui.engine.compare import compare_runs
+        from embtui.errors import EmbtuiError
+
+        store = self.store
+        assert store is not None
+        try:
+            comp = compare_runs(store, [baseline, run_id], metric, baseline=baseline, qrels_overlay=corrected)
+        except EmbtuiError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.post_message(self.DeltasLoaded(comp, run_id))
+
+    @on(DeltasLoaded)
+    def show_deltas(self, message: DeltasLoaded) -> None:
+        from embtui.tui.screens.deltas import DeltaScreen
+
+        self.app.push_screen(DeltaScreen(message.comparison, message.run_id))
 
     def action_export(self) -> None:
         if self.store is None or self.context.project is None:
