@@ -54,12 +54,23 @@ async def shoot(ws: Path, out: Path) -> list[Path]:
             await pilot.press("escape", "2")
             await pilot.press("b")
             await save(app, "metrics")
+            app.pane("metrics").query_one("#metrics-table").move_cursor(row=1, column=2)
+            await pilot.press("d")  # per-query deltas of the other run against the baseline
+            await save(app, "deltas")
+            await pilot.press("escape")
             minilm = max(r.id for r in app.workspace_data.runs if r.model_name == "all-MiniLM-L6-v2")
             bm25 = min(r.id for r in app.workspace_data.runs if r.model_name == "bm25")
             app.post_message(RunChosen(minilm))
             await settle(pilot)
             app.pane("failures").compare_run = bm25
+            await settle(pilot)
+            app.pane("failures").query_one("#failures-table").focus()
+            await pilot.press("a", *"ambiguous query", "enter")  # tag the worst failure
+            await settle(pilot)
             await save(app, "failures")
+            await pilot.press("a", *"numbers")
+            await save(app, "annotate")
+            await pilot.press("escape")
             await pilot.press("escape", "4")
             await pilot.pause(1.0)
             await save(app, "jobs")
