@@ -35,6 +35,29 @@ async def settle(pilot: Any, timeout: float = 20.0, extra_groups: tuple[str, ...
     await pilot.pause()
 
 
+async def open_metrics(pilot: Any) -> Any:
+    """Settle, switch to the Metrics pane (leaving any text box first) and return it."""
+    await settle(pilot)
+    await pilot.press("escape", "2")
+    await settle(pilot)
+    return pilot.app.pane("metrics")
+
+
+async def open_failures(pilot: Any, run_id: int = 2) -> Any:
+    """Settle, open the Failures pane on ``run_id`` (as the sidebar's enter on a run does), return it."""
+    from embtui.tui.messages import RunChosen
+
+    await settle(pilot)
+    pilot.app.post_message(RunChosen(run_id))
+    await settle(pilot)
+    return pilot.app.pane("failures")
+
+
+def cell(table: Any, row_key: str, col_key: str) -> str:
+    """A DataTable cell as plain text."""
+    return str(table.get_cell(row_key, col_key))
+
+
 def steady_cursors(app: Any) -> None:
     """Stop text cursors blinking (a screenshot must not depend on when it is taken)."""
     from textual.widgets import Input

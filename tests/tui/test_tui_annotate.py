@@ -4,16 +4,13 @@ document relevant (the qrels overlay) and judge failures on the corrected judgme
 from __future__ import annotations
 
 from embtui.tui.app import EmbtuiApp
-from embtui.tui.messages import RunChosen
 from embtui.tui.screens.annotate import AnnotateScreen, MarkRelevantScreen
+from embtui.tui.testing import open_failures as open_pane
 from embtui.tui.testing import screen_text, settle
 
 
-async def open_failures(pilot, run_id: int = 2):
-    await settle(pilot)
-    pilot.app.post_message(RunChosen(run_id))
-    await settle(pilot)
-    pane = pilot.app.pane("failures")
+async def open_failures(pilot):
+    pane = await open_pane(pilot, 2)
     pane.query_one("#failures-table").focus()
     return pane
 

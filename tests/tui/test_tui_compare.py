@@ -6,18 +6,7 @@ from __future__ import annotations
 from embtui.engine.compare import compare_metrics, compare_runs, corrected_metrics, mark_relevant
 from embtui.tui.app import EmbtuiApp
 from embtui.tui.screens.deltas import DeltaScreen
-from embtui.tui.testing import screen_text, settle
-
-
-async def open_metrics(pilot):
-    await settle(pilot)
-    await pilot.press("escape", "2")
-    await settle(pilot)
-    return pilot.app.pane("metrics")
-
-
-def cell(table, row_key, col_key) -> str:
-    return str(table.get_cell(row_key, col_key))
+from embtui.tui.testing import cell, open_metrics, screen_text, settle
 
 
 async def test_baseline_brings_significance_markers_that_match_the_engine(ws):

@@ -5,21 +5,13 @@ from __future__ import annotations
 
 
 from embtui.tui.app import EmbtuiApp
-from embtui.tui.messages import RunChosen
 from embtui.tui.screens.pick_run import RunPicker
-from embtui.tui.testing import screen_text, settle
+from embtui.tui.testing import open_failures, screen_text, settle
 
 
 def expected_failures(store, run_id: int, k: int) -> set[str]:
     """Independently: the scored queries with success@k == 0 (no relevant doc in the top k)."""
     return {q for q, m in store.run_query_metrics(run_id).items() if m[f"success@{k}"] == 0}
-
-
-async def open_failures(pilot, run_id: int = 2):
-    await settle(pilot)
-    pilot.app.post_message(RunChosen(run_id))
-    await settle(pilot)
-    return pilot.app.pane("failures")
 
 
 async def test_failures_of_a_run_worst_first_with_details(ws):

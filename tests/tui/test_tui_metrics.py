@@ -7,18 +7,7 @@ import csv
 import pytest
 
 from embtui.tui.app import EmbtuiApp
-from embtui.tui.testing import screen_text, settle
-
-
-async def open_metrics(pilot):
-    await settle(pilot)
-    await pilot.press("escape", "2")
-    await settle(pilot)
-    return pilot.app.pane("metrics")
-
-
-def cell(table, row_key, col_key) -> str:
-    return str(table.get_cell(row_key, col_key))
+from embtui.tui.testing import cell, open_metrics, screen_text, settle
 
 
 async def test_table_shows_each_run_with_its_stored_metrics_and_timings(ws):
