@@ -62,12 +62,13 @@ class FailuresPane(Pane):
             self.queries = queries
 
     class AnnotationsLoaded(Message, bubble=False):
-        def __init__(self, project: str, annotations: list[Any],
-                     overlay: dict[str, dict[str, int]], notice: str = "") -> None:
+        def __init__(self, project: str, annotations: list[Any], overlay: dict[str, dict[str, int]],
+                     corrected_qrels: dict[str, dict[str, int]], notice: str = "") -> None:
             super().__init__()
             self.project = project
             self.annotations = annotations
             self.overlay = overlay
+            self.corrected_qrels = corrected_qrels
             self.notice = notice
 
     class DetailLoaded(Message, bubble=False):
@@ -86,6 +87,7 @@ class FailuresPane(Pane):
         self.loaded_run: int | None = None
         self.annotations: list[Any] = []
         self.overlay: dict[str, dict[str, int]] = {}
+        self.corrected_qrels: dict[str, dict[str, int]] = {}
         self.tags: dict[str, tuple[str, ...]] = {}
         self.label_options: list[str] = []
         self.failures: list[Failure] = []
@@ -170,23 +172,31 @@ class FailuresPane(Pane):
 
     def read_annotations(self, project: str, split: str, notice: str = "") -> None:
         """Read the project's annotations and the split's overlay (on a worker thread) and post them."""
+        from embtui.errors import NotFound
+
         store = self.store
         assert store is not None
         notes = store.annotations
-        self.post_message(self.AnnotationsLoaded(project, notes.find(project),
-                                                 notes.overlay(project, split), notice))
+        overlay = notes.overlay(project, split)
+        try:  # the store merges the overlay onto the imported qrels (an overlay grade wins)
+            corrected = notes.corrected_qrels(project, split) if overlay else {}
+        except NotFound:  # a split without judgments has nothing to correct
+            corrected = {}
+        self.post_message(self.AnnotationsLoaded(project, notes.find(project), overlay, corrected,
+                                                 notice))
 
     @on(AnnotationsLoaded)
     def show_annotations(self, message: AnnotationsLoaded) -> None:
         if message.project != self.context.project:
             return
         self.annotations, self.overlay = message.annotations, message.overlay
+        self.corrected_qrels = message.corrected_qrels
         tags: dict[str, set[str]] = {}
         for a in self.annotations:
             tags.setdefault(a.query_id, set()).add(a.label)
         self.tags = {q: tuple(sorted(v)) for q, v in tags.items()}
         select = self.query_one("#label-filter", Select)
-        labels = sorted({a.label for a in self.annotations})
+        labels = self.used_labels()
         if self.label_filter and self.label_filter not in labels:
             labels.append(self.label_filter)
         counts = {label: sum(1 for t in self.tags.values() if label in t) for label in labels}
@@ -228,12 +238,11 @@ class FailuresPane(Pane):
 
     def judgments(self) -> dict[str, dict[str, int]]:
         """The qrels failures are judged on: imported, or with the overlay on top (``corrected``)."""
-        if not self.corrected or not self.overlay:
-            return self.qrels
-        out = {q: dict(j) for q, j in self.qrels.items()}
-        for q, over in self.overlay.items():
-            out.setdefault(q, {}).update(over)
-        return out
+        return self.corrected_qrels if self.corrected and self.corrected_qrels else self.qrels
+
+    def used_labels(self) -> list[str]:
+        """Labels carried by at least one annotation of the project, sorted."""
+        return sorted({a.label for a in self.annotations})
 
     def watch_compare_run(self) -> None:
         self.query_one("#failure-compare").display = self.compare_run is not None
@@ -414,7 +423,7 @@ class FailuresPane(Pane):
 
     def action_next_label(self) -> None:
         """Cycle the label filter: any label, then each label in use, then any again."""
-        labels = sorted({a.label for a in self.annotations})
+        labels = self.used_labels()
         if not labels:
             self.notify("no annotations yet: tag a failure with a", severity="warning")
             return
@@ -451,7 +460,7 @@ class FailuresPane(Pane):
             return
         current = [f"{a.label} ({'doc ' + a.doc_id if a.doc_id else 'query'})"
                    for a in self.annotations if a.query_id == detail.query_id]
-        labels = [*BUILTIN_LABELS, *sorted({a.label for a in self.annotations})]
+        labels = [*BUILTIN_LABELS, *self.used_labels()]
         query_id, run_id, split = detail.query_id, self.run_id, self.context.split
 
         def done(result: Any) -> None:

@@ -81,6 +81,7 @@ class MetricsPane(Pane):
         self.marks_key: tuple[Any, ...] | None = None
         self.marks_error = ""
         self.pending: dict[str, tuple[Any, ...] | None] = {"corrected": None, "marks": None}
+        self.export_note = ""
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="metrics-bar"):
@@ -122,12 +123,12 @@ class MetricsPane(Pane):
         self.columns = metric_columns(self.k) + list(INFO_COLUMNS)
         rows = [run_row(r, self.k) for r in self.runs]
         self.refresh_derived()
-        if self.corrected:
+        if self.corrected:  # until the re-scored values arrive, show none rather than stale ones
+            ready = self.corrected_key == self._corrected_key()
             for r in rows:
-                values = self.corrected_values.get(r["run"], {})
+                values = self.corrected_values.get(r["run"], {}) if ready else {}
                 for col in metric_columns(self.k):
-                    r[col.key] = values.get(col.key) if self.corrected_key == self._corrected_key() \
-                        else None
+                    r[col.key] = values.get(col.key)
         if self.sort_key:
             rows = sort_rows(rows, self.sort_key, self.sort_reverse)
         self.rows = rows
@@ -159,7 +160,7 @@ class MetricsPane(Pane):
         self.query_one("#metrics-note", Static).update(self._note())
 
     def _note(self) -> Text:
-        parts = []
+        parts = [self.export_note] if self.export_note else []
         if self.corrected:
             if self.corrected_key != self._corrected_key():
                 parts.append("re-scoring on the corrected judgments …")
@@ -405,5 +406,5 @@ class MetricsPane(Pane):
     @on(Exported)
     def show_exported(self, message: Exported) -> None:
         self.notify("\n".join(message.paths), title="exported", timeout=6)
-        self.query_one("#metrics-note", Static).update(Text("exported: " + ", ".join(
-            Path(p).name for p in message.paths)))
+        self.export_note = "exported: " + ", ".join(Path(p).name for p in message.paths)
+        self.query_one("#metrics-note", Static).update(self._note())
