@@ -7,12 +7,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from embtui.data.files import COMPRESSED_SUFFIXES, find_in, require_folder, stat_problem
 from embtui.data.validate import (
     ImportedData,
     ImportReport,
     build,
     check_id,
     check_text,
+    check_unicode,
     json_type,
     display_name,
     iter_jsonl,
@@ -31,25 +33,18 @@ QRELS_HEADER = ("query-id", "corpus-id", "score")
 def read_beir(path: str | os.PathLike[str]) -> ImportedData:
     """Parse and validate a BEIR folder; writes nothing. Raises DataError on the first problem."""
     root = Path(path)
-    if not root.exists():
-        raise DataError("folder not found", file=display_name(root), hint=LAYOUT_HINT)
+    if stat_problem(root) is not None:
+        require_folder(root, "folder", LAYOUT_HINT)
     if not root.is_dir():
         raise DataError("not a folder", file=display_name(root),
                         hint=LAYOUT_HINT + "; for a pairs file use the pairs importer")
-    corpus_path, queries_path = root / "corpus.jsonl", root / "queries.jsonl"
-    qrels_dir = root / "qrels"
+    corpus_path, queries_path = find_in(root, "corpus.jsonl"), find_in(root, "queries.jsonl")
+    qrels_dir = find_in(root, "qrels")
     require_file(corpus_path, "corpus.jsonl", LAYOUT_HINT)
     require_file(queries_path, "queries.jsonl", LAYOUT_HINT)
-    if not qrels_dir.is_dir():
-        raise DataError("qrels folder not found", file=display_name(qrels_dir),
-                        hint=LAYOUT_HINT + ", one .tsv file per split, e.g. qrels/test.tsv")
-    split_files = sorted(
-        p for p in qrels_dir.iterdir()
-        if p.suffix == ".tsv" and p.is_file() and not p.name.startswith(".")
-    )
-    if not split_files:
-        raise DataError("no .tsv files in the qrels folder", file=display_name(qrels_dir),
-                        hint="add one file per split, e.g. qrels/test.tsv")
+    require_folder(qrels_dir, "qrels folder",
+                   LAYOUT_HINT + ", one .tsv file per split, e.g. qrels/test.tsv")
+    split_files = _split_files(qrels_dir)
 
     documents = _read_corpus(corpus_path)
     queries = _read_queries(queries_path)
@@ -58,7 +53,8 @@ def read_beir(path: str | os.PathLike[str]) -> ImportedData:
     qrels: list[tuple[str, str, str, int]] = []
     warnings: list[str] = []
     for split_file in split_files:
-        qrels.extend(_read_qrels(split_file, split_file.stem, query_ids, doc_ids, warnings))
+        split = split_file.name[: -len(".tsv")]
+        qrels.extend(_read_qrels(split_file, split, query_ids, doc_ids, warnings))
     return build(documents, queries, qrels, warnings)
 
 
@@ -68,6 +64,39 @@ def import_beir(store: Any, path: str | os.PathLike[str], project: str, *,
     refuse_existing(store, project, replace)
     data = read_beir(path)
     return save(store, data, project, source=f"beir:{Path(path).resolve()}", replace=replace)
+
+
+def _split_files(qrels_dir: Path) -> list[Path]:
+    """qrels/<split>.tsv (any case of .tsv); anything that looks like one but cannot be read is an
+    error rather than a split silently left out."""
+    found: dict[str, Path] = {}
+    for p in sorted(qrels_dir.iterdir()):
+        if p.name.startswith("."):
+            continue
+        lower = p.name.lower()
+        packed = [s for s in COMPRESSED_SUFFIXES if lower.endswith(".tsv" + s)]
+        if packed:
+            raise DataError(f"{COMPRESSED_SUFFIXES[packed[0]]}-compressed qrels file",
+                            file=display_name(p), hint="decompress it first, e.g. "
+                            f"`gunzip -k {p.name}`, or move it out of the qrels folder")
+        if not lower.endswith(".tsv"):
+            continue
+        problem = stat_problem(p)
+        if problem is not None:
+            raise DataError(f"qrels file {problem}", file=display_name(p),
+                            hint="fix or remove it: every .tsv file in qrels/ is a split")
+        if not p.is_file():
+            raise DataError("qrels file is not a regular file", file=display_name(p),
+                            hint="every .tsv entry in qrels/ must be a file holding one split")
+        split = p.name[: -len(".tsv")]
+        if split in found:
+            raise DataError(f"two files for split '{split}': {found[split].name} and {p.name}",
+                            file=display_name(qrels_dir), hint="keep one of them")
+        found[split] = p
+    if not found:
+        raise DataError("no .tsv files in the qrels folder", file=display_name(qrels_dir),
+                        hint="add one file per split, e.g. qrels/test.tsv")
+    return [found[k] for k in sorted(found)]
 
 
 # -- the three kinds of file ----------------------------------------------------------------------
@@ -121,6 +150,8 @@ def _read_queries(path: Path) -> list[tuple[str, str, str | None]]:
             )
         first_line[query_id] = number
         metadata = None if meta is None else json.dumps(meta, ensure_ascii=False, sort_keys=True)
+        if metadata is not None:
+            check_unicode(metadata, file=name, line=number, field="metadata")
         rows.append((query_id, text, metadata))
     return rows
 
@@ -137,10 +168,10 @@ def _read_qrels(path: Path, split: str, query_ids: set[str], doc_ids: set[str],
         line = raw.rstrip("\r\n")
         if not line.strip():
             continue
-        parts = [p.strip() for p in line.split("\t")]
+        parts = line.split("\t")  # nothing stripped: ids and grades are checked as written
         if not header_seen:
             header_seen = True
-            if tuple(p.lower() for p in parts) != QRELS_HEADER:
+            if tuple(p.strip().lower() for p in parts) != QRELS_HEADER:
                 raise DataError(
                     f"expected the header 'query-id<TAB>corpus-id<TAB>score', found {line!r}",
                     file=name, line=number, hint=header_hint,
@@ -157,6 +188,7 @@ def _read_qrels(path: Path, split: str, query_ids: set[str], doc_ids: set[str],
             if not value:
                 raise DataError("must not be empty", file=name, line=number, field=column,
                                 hint="each line is query-id<TAB>corpus-id<TAB>score")
+            check_id(value, file=name, line=number, field=column)
         grade = parse_grade(score, file=name, line=number, field="score")
         if query_id not in query_ids:
             raise DataError(f"query id '{query_id}' is not in queries.jsonl", file=name,

@@ -8,7 +8,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+from embtui.data.files import COMPRESSED_SUFFIXES, refuse_compressed
 from embtui.data.validate import (
+    SURROGATE_HINT,
     ImportedData,
     ImportReport,
     build,
@@ -20,6 +22,7 @@ from embtui.data.validate import (
     refuse_existing,
     require_file,
     save,
+    surrogate_problem,
 )
 from embtui.errors import DataError
 
@@ -46,6 +49,12 @@ def read_pairs(file: str | os.PathLike[str], *, split: str = "train") -> Importe
     path = Path(file)
     name = display_name(path)
     kind = FORMATS.get(path.suffix.lower())
+    if kind is None and path.suffix.lower() in COMPRESSED_SUFFIXES:
+        raise DataError(
+            f"{COMPRESSED_SUFFIXES[path.suffix.lower()]}-compressed pairs file", file=name,
+            hint=f"decompress it first (e.g. `gunzip -k {path.name}`) and import the "
+                 ".jsonl/.csv/.tsv/.parquet file inside",
+        )
     if kind is None:
         raise DataError(
             f"unknown pairs file type '{path.suffix or '(no extension)'}'", file=name,
@@ -108,6 +117,7 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]
             continue  # a blank line, or a row of empty cells as spreadsheets export them
         if header is None:
             header = [c.strip() for c in record]
+            _refuse_duplicate_columns(header, name, start)
             for column in ("query", "positive"):
                 if column not in header:
                     raise DataError(f"no '{column}' column in the header (found: "
@@ -135,12 +145,15 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     import pyarrow.parquet as pq
 
     name = display_name(path)
+    with open(path, "rb") as fh:
+        refuse_compressed(fh.read(8), path)
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"not a readable Parquet file: {exc}", file=name,
                         hint="write it with pyarrow or pandas, or use .jsonl/.csv") from None
     columns = pf.schema_arrow.names
+    _refuse_duplicate_columns(columns, name, None)
     for column in ("query", "positive"):
         if column not in columns:
             raise DataError(f"no '{column}' column (found: {', '.join(columns)})", file=name,
@@ -155,6 +168,17 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"cannot read the Parquet data: {exc}", file=name, line=number + 1,
                         hint="the file may be truncated; write it again") from None
+
+
+def _refuse_duplicate_columns(header: list[str], name: str, line: int | None) -> None:
+    """Two columns of one name would silently lose one of them (empty names are ignored)."""
+    seen: set[str] = set()
+    for column in header:
+        if column and column in seen:
+            raise DataError(f"the column '{column}' appears twice in the header", file=name,
+                            line=line, field=column,
+                            hint="rename or remove one of the two columns")
+        seen.add(column)
 
 
 # -- merging rows into a project ------------------------------------------------------------------
@@ -191,12 +215,18 @@ class _Builder:
             if not isinstance(item, str):
                 what = "a string or a list of strings"
                 raise self._error(f"must be {what}, found {json_type(item)}", number, field)
+            self._unicode(item, number, field)
             text = item.strip()
             if not text:
                 raise self._error("must not be empty", number, field,
                                   hint=f"remove the row or give a {field} text")
             out.append(text)
         return out
+
+    def _unicode(self, text: str, number: int, field: str) -> None:
+        problem = surrogate_problem(text)
+        if problem is not None:
+            raise self._error(problem, number, field, hint=SURROGATE_HINT)
 
     def add(self, number: int, row: dict[str, Any]) -> None:
         self.rows += 1
@@ -205,6 +235,7 @@ class _Builder:
             raise self._error("must not be empty", number, "query")
         if not isinstance(query_value, str):
             raise self._error(f"must be a string, found {json_type(query_value)}", number, "query")
+        self._unicode(query_value, number, "query")
         query = query_value.strip()
         if not query:
             raise self._error("must not be empty", number, "query")
@@ -212,7 +243,7 @@ class _Builder:
         negatives = self._texts(row.get("negative"), number, "negative", required=False)
 
         given = row.get("query_id")
-        if given is None or (isinstance(given, str) and not given.strip()):
+        if given is None or given == "":  # a whitespace-only id is refused by check_id
             query_id = query_id_for(query)
         else:
             query_id = check_id(given, file=self.name, line=number, field="query_id")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 
+from embtui.data.files import display_name, refuse_compressed, require_file  # noqa: F401 (re-exported)
 from embtui.errors import DataError
 
 BOM = b"\xef\xbb\xbf"
@@ -91,20 +93,6 @@ class ImportReport:
 
 
 # -- reading ------------------------------------------------------------------------------------
-def display_name(path: str | os.PathLike[str]) -> str:
-    """How a file is named in messages (the path as the user gave it)."""
-    return str(path)
-
-
-def require_file(path: Path, what: str, hint: str | None = None) -> None:
-    if not path.exists():
-        raise DataError(f"{what} not found", file=display_name(path),
-                        hint=hint or "check the path")
-    if not path.is_file():
-        raise DataError(f"{what} is not a regular file", file=display_name(path),
-                        hint=hint or "give the path of a file")
-
-
 def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number from 1, decoded line incl. its line ending), streaming in binary mode.
 
@@ -118,6 +106,8 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
         raise DataError(f"cannot open the file: {exc.strerror or exc}", file=name,
                         hint="check the path and its permissions") from exc
     with fh:
+        refuse_compressed(fh.read(8), path)
+        fh.seek(0)
         for number, raw in enumerate(fh, 1):
             if number == 1 and raw.startswith(BOM):
                 raw = raw[len(BOM):]
@@ -132,6 +122,27 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
                 ) from None
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
+# json.loads silently keeps the last of two equal keys; this decoder refuses them (same speed).
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line of a JSON Lines file.
 
@@ -144,7 +155,13 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if not text.strip():
             continue
         try:
-            obj = json.loads(text)
+            obj = _DECODER.decode(text)
+        except _DuplicateKey as dup:
+            raise DataError(
+                f"the key appears twice in one JSON object (the first would be lost)",
+                file=name, line=number, field=_SURROGATE.sub("?", dup.key),
+                hint="give each key once per object",
+            ) from None
         except json.JSONDecodeError as exc:
             raise DataError(
                 f"malformed JSON: {exc.msg} (column {exc.colno})", file=name, line=number,
@@ -182,8 +199,42 @@ def json_type(value: Any) -> str:
 
 
 # -- field checks -------------------------------------------------------------------------------
+ID_HINT = ("ids must not contain whitespace or control characters: TREC run and qrels files "
+           "cannot carry them, and embtui strips nothing; fix the id in the file")
+# Whitespace (any Unicode space, tab, line break), C0/C1 control characters and lone surrogates.
+_BAD_ID_CHAR = re.compile(r"[\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# A grade: ASCII digits with an optional sign and an optional ".0" ("1.0" as written by pandas).
+_GRADE = re.compile(r"[+-]?[0-9]+(?:\.0*)?", re.ASCII)
+INT32 = (-(2**31), 2**31 - 1)
+_CHAR_NAMES = {" ": "a space", "\t": "a tab", "\n": "a line break (\\n)",
+               "\r": "a carriage return (\\r)", "\xa0": "a non-breaking space (U+00A0)"}
+
+
+def describe_char(ch: str) -> str:
+    """How a bad character is named in messages: "a tab", "a lone surrogate U+D800", ..."""
+    if ch in _CHAR_NAMES:
+        return _CHAR_NAMES[ch]
+    code = f"U+{ord(ch):04X}"
+    if 0xD800 <= ord(ch) <= 0xDFFF:
+        return f"a lone surrogate {code} (not valid Unicode)"
+    name = unicodedata.name(ch, "")
+    kind = "a control character" if unicodedata.category(ch) == "Cc" else "whitespace"
+    return f"{kind} {code}" + (f" ({name.lower()})" if name else "")
+
+
+def _where(text: str, index: int, length: int | None = None) -> str:
+    end = len(text) if length is None else length
+    if index == 0:
+        return "at the start"
+    return "at the end" if index == end - 1 else f"at position {index + 1}"
+
+
 def check_id(value: Any, *, file: str, line: int | None, field: str) -> str:
-    """An id as a string: strings as they are, whole JSON numbers converted (123 -> "123")."""
+    """An id as a string: strings as they are, whole JSON numbers converted (123 -> "123").
+
+    Nothing is stripped: an id with whitespace or a control character anywhere is refused.
+    """
     hint = 'ids are non-empty strings such as "doc-17"; whole numbers are accepted too'
     if isinstance(value, bool) or value is None or not isinstance(value, (str, int, float)):
         raise DataError(
@@ -198,6 +249,31 @@ def check_id(value: Any, *, file: str, line: int | None, field: str) -> str:
     text = str(value)
     if not text.strip():
         raise DataError("must not be empty", file=file, line=line, field=field, hint=hint)
+    bad = _BAD_ID_CHAR.search(text)
+    if bad is not None:
+        raise DataError(
+            f"id {text!r} contains {describe_char(bad.group())} {_where(text, bad.start())}",
+            file=file, line=line, field=field, hint=ID_HINT,
+        )
+    return text
+
+
+SURROGATE_HINT = "a JSON \\uD800-\\uDFFF escape must be half of a pair; fix or remove it"
+
+
+def surrogate_problem(text: str) -> str | None:
+    """What is wrong when ``text`` holds a lone surrogate (a JSON "\\ud800"); None if nothing."""
+    bad = _SURROGATE.search(text)
+    if bad is None:
+        return None
+    return f"contains {describe_char(bad.group())} at character {bad.start() + 1}"
+
+
+def check_unicode(text: str, *, file: str, line: int | None, field: str) -> str:
+    """``text`` unchanged, or a DataError when it holds a lone surrogate (UTF-8 cannot store it)."""
+    problem = surrogate_problem(text)
+    if problem is not None:
+        raise DataError(problem, file=file, line=line, field=field, hint=SURROGATE_HINT)
     return text
 
 
@@ -209,24 +285,28 @@ def check_text(value: Any, *, file: str, line: int | None, field: str,
         raise DataError(f"must be a string, found {json_type(value)}",
                         file=file, line=line, field=field,
                         hint=f'write the {field} as a JSON string, e.g. "{field}": "..."')
-    return value
+    return check_unicode(value, file=file, line=line, field=field)
 
 
 def parse_grade(value: str, *, file: str, line: int, field: str) -> int:
-    """A relevance grade: an integer (``"1.0"`` is accepted as 1, ``"1.5"`` is not)."""
-    text = value.strip()
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        number = float(text)
-    except ValueError:
-        number = math.nan
-    if math.isfinite(number) and number.is_integer():
-        return int(number)
-    raise DataError(f"must be an integer grade, found {value!r}", file=file, line=line,
-                    field=field, hint="use 0 for non-relevant and 1 or higher for relevant")
+    """A relevance grade: plain ASCII digits in the int32 range (``"1.0"`` is 1, ``"1.5"`` is not).
+
+    Nothing is stripped, and Python's extras (``1_0``, non-ASCII digits, ``1e0``) are refused.
+    """
+    if _GRADE.fullmatch(value) is None:
+        raise DataError(f"must be an integer grade, found {value!r}", file=file, line=line,
+                        field=field,
+                        hint="write plain ASCII digits such as 0, 1 or 2, with no spaces: 0 for "
+                             "non-relevant, 1 or higher for relevant")
+    digits = value.split(".")[0]
+    short = len(digits.lstrip("+-").lstrip("0")) <= 10  # int() of 5,000 digits would raise
+    grade = int(digits) if short else INT32[1] + 1
+    if not INT32[0] <= grade <= INT32[1]:
+        shown = digits if len(digits) <= 24 else digits[:20] + "..."
+        raise DataError(f"grade {shown} is outside the 32-bit integer range "
+                        f"({INT32[0]} to {INT32[1]})", file=file, line=line, field=field,
+                        hint="use 0 for non-relevant and small positive integers for relevant")
+    return grade
 
 
 def examples(ids: Iterable[str]) -> str:
@@ -300,16 +380,21 @@ def save(store: Any, data: ImportedData, project: str, *, source: str,
 
 
 def refuse_existing(store: Any, project: str, replace: bool) -> None:
-    """Fail fast (before parsing a large file) when the project exists and replace is off.
+    """Fail fast (before parsing a large file) on a bad project name, on an existing project when
+    replace is off, and on a replace while jobs of the project are queued or running.
 
     ``Store.save_project`` checks again inside its transaction, so this is only an early exit.
     """
     from embtui.errors import EmbtuiError
+    from embtui.store.api import check_project_name, refuse_while_jobs_run
 
-    if not project or not project.strip():
-        raise EmbtuiError("a project name must not be empty", "pass --project NAME")
-    if not replace and store.project_exists(project):
+    check_project_name(project)
+    if not store.project_exists(project):
+        return
+    if not replace:
         raise EmbtuiError(
             f"a project named '{project}' already exists",
             "pass --replace to overwrite it, or choose another --project name",
         )
+    with store.ws.connect() as con:
+        refuse_while_jobs_run(con, project, "replace")
