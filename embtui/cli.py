@@ -87,16 +87,22 @@ def _spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from embtui.engine.models import ModelSpec, resolve_source
+    from embtui.engine.models import ModelSpec, check_model_name
 
     store = _store(args)
     if args.action == "add":
+        if not args.name:
+            raise EmbtuiError("`models add` needs a NAME", "e.g. `embtui models add e5 --model intfloat/e5-small-v2`")
+        existing = store.get_model(args.name)
+        if existing is not None and not args.replace:
+            raise EmbtuiError(f"a model named '{args.name}' is already saved ({existing.get('model')})",
+                              "pass --replace to overwrite it, or choose another NAME")
         spec = ModelSpec(model=args.model or args.name, name=args.name,
                          revision=args.revision).with_overrides(**_spec_overrides(args),
                                                                 device=args.device)
-        resolve_source(spec)  # fail now on a path that does not exist
+        check_model_name(spec, store)  # a wrong path or unknown id fails now, not in a run
         store.save_model(spec.name, spec.to_dict())
-        print(f"saved model '{spec.name}' ({spec.model})")
+        print(f"{'replaced' if existing else 'saved'} model '{spec.name}' ({spec.model})")
         return 0
     if args.action == "remove":
         if store.get_model(args.name) is None:
@@ -112,16 +118,28 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("no saved model specs: any hub id, local path or 'bm25' works with --model; "
               "save one with `embtui models add NAME --model ID`")
         return 0
-    rows = [[n, s["model"], s.get("precision"), s.get("batch_size"), s.get("max_seq_length") or "",
-             s.get("device")] for n, s in models.items()]
-    print(_table(["name", "model", "precision", "batch", "max_len", "device"], rows))
+    print(_table(["name", "model", "precision", "batch", "max_len", "device", "query prompt",
+                  "doc prompt"], [_model_row(n, s) for n, s in models.items()]))
     return 0
+
+
+def _model_row(name: str, spec: dict[str, Any]) -> list[Any]:
+    """One `embtui models` row; bm25 has no precision, batch, length, device or prompts."""
+    def prompt(text: str | None, prompt_name: str | None) -> str:
+        return repr(text) if text is not None else (f"<{prompt_name}>" if prompt_name else "")
+
+    if str(spec.get("model", "")).lower() == "bm25":
+        return [name, spec["model"], "", "", "", "", "", ""]
+    return [name, spec["model"], spec.get("precision"), spec.get("batch_size"),
+            spec.get("max_seq_length") or "", spec.get("device"),
+            prompt(spec.get("query_prompt"), spec.get("query_prompt_name")),
+            prompt(spec.get("document_prompt"), spec.get("document_prompt_name"))]
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
     from embtui.engine.devices import list_devices
 
-    devices = list_devices()
+    devices = list_devices(use_torch=args.torch)
     if args.json:
         _print_json({"devices": [d.to_dict() for d in devices]})
         return 0
@@ -182,7 +200,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.device:
         check_device_name(args.device)
     store = _store(args, create=False)
-    store.get_project(args.project)  # fail fast with a hint
+    args.split = _default_split(store.get_project(args.project), args.split)  # fails fast with a hint
     store.qrels(args.project, args.split)
     hnsw = _hnsw_config(args)
     requests = []
@@ -193,36 +211,69 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                     ignore_identical_ids=args.ignore_identical_ids,
                                     depth=1000 if args.run_file else None,
                                     cache_dtype="float16" if args.cache_f16 else "float32"))
+    reused: dict[int, Any] = {}  # request index -> identical finished run
+    if not args.force:
+        from embtui.engine.runs import find_identical_run, identical_note
+
+        for i, req in enumerate(requests):
+            same = find_identical_run(store, req)
+            if same is not None:
+                reused[i] = same
+                print(f"embtui: {identical_note(same)}", file=sys.stderr)
     if args.detach:
         from embtui.jobs.cli import detach_eval
-        return detach_eval(store, requests, args)
-    results = []
+
+        todo = [req for i, req in enumerate(requests) if i not in reused]
+        if todo:
+            return detach_eval(store, todo, args)
+        if args.json:
+            _print_json({"job_ids": [], "reused_runs": [r.id for r in reused.values()]})
+        return 0
+    results: list[tuple[Any, Any, bool]] = []  # (run, rankings or None, reused)
     show = sys.stderr.isatty() and not args.json
     for i, req in enumerate(requests):
+        if i in reused:
+            results.append((reused[i], None, True))
+            continue
         printer = _ProgressPrinter(show, f"[{i + 1}/{len(requests)}] {req.model.name}")
         try:
-            results.append(run_evaluation(store, req, progress=printer))
+            res = run_evaluation(store, req, progress=printer)
+            results.append((res.run, res.rankings, False))
         finally:
             printer.close()
     if args.run_file:
-        for res in results:
+        for run, rankings, _ in results:
             path = Path(args.run_file)
             if len(results) > 1:
-                path = path.with_name(f"{path.stem}.run{res.run.id}{path.suffix}")
-            write_trec_run(path, res.rankings, tag=f"embtui-{res.run.model_name}")
+                path = path.with_name(f"{path.stem}.run{run.id}{path.suffix}")
+            write_trec_run(path, rankings if rankings is not None else store.run_rankings(run.id),
+                           tag=f"embtui-{run.model_name}")
             if not args.json:
                 print(f"run file: {path}", file=sys.stderr)
     if args.json:
-        _print_json({"runs": [_run_json(r.run) for r in results]})
+        _print_json({"runs": [{**_run_json(run), "reused": again} for run, _, again in results]})
         return 0
-    _print_runs_table([r.run for r in results], ks)
-    for r in results:
-        note = r.run.info.get("summary", "")
-        recall = r.run.info.get("ann_recall@10")
+    _print_runs_table([run for run, _, _ in results], ks)
+    for run, _, again in results:
+        note = run.info.get("summary", "")
+        recall = run.info.get("ann_recall@10")
         if recall is not None:
             note += f"; HNSW recall@10 vs exact {recall:.4f}"
-        print(f"run {r.run.id} ({r.run.model_name}): {note}")
+        print(f"run {run.id} ({run.model_name}){' (reused)' if again else ''}: {note}")
     return 0
+
+
+def _default_split(project: Any, split: str | None) -> str:
+    """--split as given, else the project's only split, else `test` if it has one."""
+    if split:
+        return split
+    splits = list(project.splits)
+    if len(splits) == 1:
+        return splits[0]
+    if "test" in splits or not splits:
+        return "test"
+    raise EmbtuiError(f"project '{project.name}' has no split 'test'",
+                      f"pass --split, one of: {', '.join(splits)}")
 
 
 def _run_json(run: Any) -> dict[str, Any]:
@@ -245,8 +296,37 @@ def _print_runs_table(runs: Sequence[Any], ks: Sequence[int] | None = None) -> N
     print(_table(headers, rows))
 
 
+def cmd_runs_delete(store: Any, args: argparse.Namespace) -> int:
+    """`embtui runs delete ID...`: asks first (on a terminal) unless --yes."""
+    from embtui.engine.runs import delete_runs
+
+    if not args.ids:
+        raise EmbtuiError("`runs delete` needs run ids", "e.g. `embtui runs delete 3 4`; see `embtui runs`")
+    runs = [store.get_run(i) for i in dict.fromkeys(args.ids)]  # unknown ids fail here
+    listing = ", ".join(f"#{r.id} ({r.model_name} on {r.project}/{r.split})" for r in runs)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise EmbtuiError(f"not deleting {listing} without confirmation", "pass --yes")
+        answer = input(f"delete run(s) {listing} with their rankings and metrics? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    removed = delete_runs(store, [r.id for r in runs])
+    if args.json:
+        _print_json({"deleted": [r.id for r in runs], "files_removed": removed})
+        return 0
+    files = f"; removed {len(removed)} file(s)" if removed else ""
+    print(f"deleted run(s) {listing}{files}")
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     store = _store(args, create=False)
+    if args.action == "delete":
+        return cmd_runs_delete(store, args)
+    if args.ids:
+        raise EmbtuiError(f"unexpected argument(s) {' '.join(map(str, args.ids))}",
+                          "to delete runs: `embtui runs delete ID...`")
     runs = store.list_runs(project=args.project)
     if args.json:
         _print_json({"runs": [_run_json(r) for r in runs]})
@@ -312,11 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="hub id, local path or 'bm25' (default: the name)")
     p.add_argument("--revision")
     p.add_argument("--device", help="preferred device for this model")
+    p.add_argument("--replace", action="store_true", help="overwrite a saved spec of that name")
     p.add_argument("--json", action="store_true")
     _add_spec_options(p)
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("devices", help="list CPU, CUDA and MPS devices with memory")
+    p.add_argument("--torch", action="store_true",
+                   help="ask torch (slow to import) instead of NVML; also lists MPS")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_devices)
 
@@ -324,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", required=True)
     p.add_argument("--model", action="append", required=True,
                    help="saved spec name, hub id, local path or 'bm25' (repeat for several)")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", help="default: the project's only split, else test")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: the spec's, else auto)")
     p.add_argument("--index", choices=["auto", "exact", "hnsw"], default="auto")
     p.add_argument("--k", default="1,3,5,10,100", help="cutoffs, comma-separated")
@@ -334,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop a query's own id from its results (ArguAna, Quora)")
     p.add_argument("--cache-f16", action="store_true", help="store cached embeddings as float16")
     p.add_argument("--detach", action="store_true", help="run as background job(s); print job ids")
+    p.add_argument("--force", action="store_true",
+                   help="make a new run even when an identical finished run exists (default: reuse it)")
     p.add_argument("--hnsw-dtype", choices=["f32", "f16", "i8"])
     p.add_argument("--hnsw-connectivity", type=int)
     p.add_argument("--hnsw-expansion-add", type=int)
@@ -341,8 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spec_options(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("runs", help="list stored runs with their metrics")
+    p = sub.add_parser("runs", help="list stored runs with their metrics, or delete runs")
+    p.add_argument("action", nargs="?", choices=["list", "delete"], default="list")
+    p.add_argument("ids", nargs="*", type=int, metavar="ID", help="run ids (for delete)")
     p.add_argument("--project")
+    p.add_argument("--yes", "-y", action="store_true", help="delete without asking")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
     from embtui.jobs.cli import add_commands

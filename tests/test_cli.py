@@ -81,7 +81,7 @@ def test_second_eval_encodes_nothing_and_never_imports_torch(ws: Path, tiny_mode
         "print(json.dumps({'rc': rc, 'torch': 'torch' in sys.modules, "
         "'st': 'sentence_transformers' in sys.modules}), file=sys.stderr)"
     )
-    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", script, *args, "--force"], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     status = json.loads(proc.stderr.strip().splitlines()[-1])
     second = json.loads(proc.stdout)["runs"][0]
@@ -158,7 +158,7 @@ def test_hnsw_eval_reports_recall_and_reuses_saved_index(ws: Path, tiny_model: P
     assert code == 0 and first["index"]["kind"] == "hnsw" and first["index"]["reused"] is False
     assert first["info"]["ann_recall@10"] >= 0.95 and first["info"]["index_bytes"] > 0
     assert (ws / first["index"]["path"]).exists()
-    code, out, _ = run_cli(capsys, *args)
+    code, out, _ = run_cli(capsys, *args, "--force")
     second = json.loads(out)["runs"][0]
     assert second["index"]["reused"] is True
     assert second["metrics"] == first["metrics"]
@@ -206,3 +206,143 @@ def test_corpus_larger_than_the_memory_budget_is_searched_from_a_memory_map(demo
     assert spilled.run.info["embeddings_memory_mapped"] is True
     assert spilled.run.metrics == in_ram.run.metrics and spilled.rankings == in_ram.rankings
     assert not list(demo_store.ws.runs_dir.glob("*.npy")), "the spill file is removed after the run"
+
+
+# -- model names, run reuse and deletion, CLI smalls (issue 11, items 3, 5, 10) -------------------
+def _run_count(ws: Path) -> int:
+    from embtui.store import Store
+
+    return len(Store(ws).list_runs())
+
+
+def test_unknown_model_offline_fails_fast_naming_what_is_available(ws: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert run_cli(capsys, "--workspace", str(ws), "models", "add", "lex", "--model", "bm25")[0] == 0
+    t0 = time.perf_counter()
+    code, out, err = run_cli(capsys, "--workspace", str(ws), "eval", "--project", "demo", "--model", "no-such-model")
+    elapsed = time.perf_counter() - t0
+    assert code == 2 and elapsed < 1.0, elapsed
+    assert "unknown model 'no-such-model'" in err and "HF_HUB_OFFLINE=1" in err
+    for name in ("bm25", "all-MiniLM-L6-v2", "lex", "local model folder", "embtui models add"):
+        assert name in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert _run_count(ws) == 0
+    # detached: no job either
+    code, _, err = run_cli(capsys, "--workspace", str(ws), "eval", "--project", "demo", "--model", "no-such-model",
+                           "--detach")
+    assert code == 2 and "unknown model" in err
+    from embtui.jobs import list_jobs
+
+    assert list(list_jobs(str(ws))) == [] and _run_count(ws) == 0
+    # a near miss is named
+    _, _, err = run_cli(capsys, "--workspace", str(ws), "eval", "--project", "demo", "--model", "all-MiniLM-L6-v3")
+    assert "did you mean 'all-MiniLM-L6-v2'" in err
+
+
+def test_models_add_unknown_id_offline_saves_nothing(ws: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run_cli(capsys, "--workspace", str(ws), "models", "add", "x", "--model", "org/no-such-model")
+    assert code == 2 and "unknown model 'org/no-such-model'" in err
+    code, out, _ = run_cli(capsys, "--workspace", str(ws), "models", "--json")
+    assert json.loads(out)["models"] == []
+
+
+def test_identical_eval_reuses_the_run_unless_forced(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--workspace", str(ws), "eval", "--project", "demo", "--model", "bm25", "--json"]
+    first = json.loads(run_cli(capsys, *args)[1])["runs"][0]
+    code, out, err = run_cli(capsys, *args)
+    again = json.loads(out)["runs"][0]
+    assert code == 0 and again["id"] == first["id"] and again["reused"] is True
+    assert f"run #{first['id']} is identical (same model, data, split, index); reused" in err
+    assert "--force" in err and _run_count(ws) == 1
+    # a different index depth or split is not identical
+    other = json.loads(run_cli(capsys, *args, "--split", "train")[1])["runs"][0]
+    assert other["id"] != first["id"] and other["split"] == "train"
+    forced = json.loads(run_cli(capsys, *args, "--force")[1])["runs"][0]
+    assert forced["id"] not in (first["id"], other["id"]) and forced["reused"] is False
+    assert forced["metrics"] == first["metrics"] and _run_count(ws) == 3
+    # a reused run still writes its run file from the stored rankings
+    run_file = ws.parent / "again.trec"
+    code, _, err = run_cli(capsys, *args, "--run-file", str(run_file))
+    assert code == 0 and "reused" not in err  # depth 1000 differs from the stored runs' depth
+    code, _, err = run_cli(capsys, *args, "--run-file", str(run_file))
+    assert code == 0 and "reused" in err and len(run_file.read_text().splitlines()) == 100 * 400
+
+
+def test_runs_delete_needs_confirmation_and_removes_everything(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from embtui.store import Store
+
+    base = ["--workspace", str(ws)]
+    run_id = json.loads(run_cli(capsys, *base, "eval", "--project", "demo", "--model", "bm25", "--json")[1])["runs"][0]["id"]
+    keep = json.loads(run_cli(capsys, *base, "eval", "--project", "demo", "--model", "bm25", "--force",
+                              "--json")[1])["runs"][0]["id"]
+    store = Store(ws)
+    qid = next(iter(store.queries("demo", "test")))
+    store.annotations.add("demo", qid, "acronym", run_id=run_id)
+    code, _, err = run_cli(capsys, *base, "runs", "delete", str(run_id))  # stdin is not a terminal
+    assert code == 2 and "pass --yes" in err and _run_count(ws) == 2
+    code, _, err = run_cli(capsys, *base, "runs", "delete", str(run_id), "999", "--yes")
+    assert code == 2 and "no run with id 999" in err and _run_count(ws) == 2  # all or nothing
+    code, out, _ = run_cli(capsys, *base, "runs", "delete", str(run_id), "--yes")
+    assert code == 0 and f"deleted run(s) #{run_id}" in out
+    assert [r.id for r in store.list_runs()] == [keep]
+    assert store.run_rankings(run_id) == {} and store.run_query_metrics(run_id) == {}
+    assert store.run_rankings(keep) != {}
+    (ann,) = store.annotations.find("demo")
+    assert ann.label == "acronym" and ann.run_id is None  # the tag outlives the run
+
+
+def test_eval_default_split_is_the_only_split_or_test(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"query": f"what is {w}", "positive": f"{w} is a thing"}) + "\n"
+                             for w in ("apple", "pear", "plum")))
+    ws = str(tmp_path / "ws")
+    assert run_cli(capsys, "--workspace", ws, "import", "pairs", str(pairs), "--project", "p")[0] == 0
+    code, out, err = run_cli(capsys, "--workspace", ws, "eval", "--project", "p", "--model", "bm25", "--json")
+    assert code == 0, err
+    assert json.loads(out)["runs"][0]["split"] == "train"
+    assert run_cli(capsys, "--workspace", ws, "import", "pairs", str(pairs), "--project", "q", "--split", "dev")[0] == 0
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "text": "apples"}) + "\n")
+    (folder / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "apples"}) + "\n")
+    for split in ("train", "dev"):
+        (folder / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    assert run_cli(capsys, "--workspace", ws, "import", "beir", str(folder), "--project", "b")[0] == 0
+    code, _, err = run_cli(capsys, "--workspace", ws, "eval", "--project", "b", "--model", "bm25")
+    assert code == 2 and "no split 'test'" in err and "dev, train" in err
+
+
+def test_models_add_existing_name_needs_replace_and_listing_shows_prompts(ws: Path, tiny_model: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--workspace", str(ws), "models"]
+    assert run_cli(capsys, *base, "add", "m", "--model", str(tiny_model), "--query-prompt", "query: ")[0] == 0
+    code, _, err = run_cli(capsys, *base, "add", "m", "--model", "bm25")
+    assert code == 2 and "already saved" in err and "--replace" in err
+    code, out, _ = run_cli(capsys, *base, "--json")
+    assert json.loads(out)["models"][0]["query_prompt"] == "query: "
+    assert run_cli(capsys, *base, "add", "lex", "--model", "bm25")[0] == 0
+    code, out, _ = run_cli(capsys, *base)
+    header, _, *rows = out.splitlines()
+    assert "query prompt" in header and "doc prompt" in header
+    row = {line.split()[0]: line for line in rows}
+    assert "'query: '" in row["m"] and "fp32" in row["m"]
+    assert row["lex"].split() == ["lex", "bm25"]  # no precision / batch / device for a lexical model
+    code, out, _ = run_cli(capsys, *base, "add", "m", "--model", "bm25", "--replace")
+    assert code == 0 and "replaced model 'm'" in out
+
+
+def test_devices_lists_cpus_without_importing_torch(tmp_path: Path) -> None:
+    script = ("import sys, json; from embtui.cli import main; rc = main(sys.argv[1:]); "
+              "print(json.dumps({'rc': rc, 'torch': 'torch' in sys.modules}), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", script, "--workspace", str(tmp_path / "w"), "devices", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == {"rc": 0, "torch": False}
+    assert json.loads(proc.stdout)["devices"][0]["id"] == "cpu"
+    proc = subprocess.run([sys.executable, "-c", script, "--workspace", str(tmp_path / "w"), "devices", "--json",
+                           "--torch"], capture_output=True, text=True, timeout=300)
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == {"rc": 0, "torch": True}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import sys
 from dataclasses import asdict, dataclass
 
 from embtui.errors import EmbtuiError
@@ -52,11 +53,82 @@ def _nvml_utilization(index: int) -> float | None:
         return None
 
 
-def list_devices() -> list[DeviceInfo]:
-    """Every device a model can run on here. Imports torch (about a second)."""
-    devices = [cpu_device()]
+def _visible(physical: list[DeviceInfo]) -> list[DeviceInfo]:
+    """GPUs as CUDA numbers them: CUDA_VISIBLE_DEVICES (integer form) picks and renumbers."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is None:
+        return physical
+    picks = [p.strip() for p in env.split(",") if p.strip()]
+    if not all(p.isdigit() for p in picks):
+        return physical  # UUID form: keep NVML's order
+    out = []
+    for i, p in enumerate(int(p) for p in picks):
+        if p < len(physical):
+            d = physical[p]
+            out.append(DeviceInfo(f"cuda:{i}", d.name, d.total_memory, d.free_memory, d.utilization))
+    return out
+
+
+def _nvml_gpus() -> list[DeviceInfo] | None:
+    """CUDA GPUs through NVML (nvidia-ml-py); None when it is not installed or has no driver."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+        gpus = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            name = pynvml.nvmlDeviceGetName(h)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+            try:
+                util: float | None = float(pynvml.nvmlDeviceGetUtilizationRates(h).gpu)
+            except pynvml.NVMLError:
+                util = None
+            gpus.append(DeviceInfo(f"cuda:{i}", name.decode() if isinstance(name, bytes) else str(name),
+                                   int(mem.total), int(mem.free), util))
+        return _visible(gpus)
+    except Exception:  # noqa: BLE001 - no driver, no GPU
+        return None
+
+
+def _smi_gpus() -> list[DeviceInfo] | None:
+    """CUDA GPUs through `nvidia-smi` when NVML's Python binding is not installed."""
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-gpu=index,name,memory.total,memory.free,utilization.gpu",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    gpus = []
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 5 or not parts[0].isdigit():
+            continue
+
+        def num(text: str) -> float | None:
+            try:
+                return float(text)
+            except ValueError:
+                return None
+
+        total, free, util = num(parts[2]), num(parts[3]), num(parts[4])
+        gpus.append(DeviceInfo(f"cuda:{parts[0]}", parts[1], int(total * 2**20) if total else None,
+                               int(free * 2**20) if free is not None else None, util))
+    return _visible(gpus)
+
+
+def _torch_devices() -> list[DeviceInfo]:
     import torch
 
+    devices = []
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             free, total = torch.cuda.mem_get_info(i)
@@ -64,6 +136,25 @@ def list_devices() -> list[DeviceInfo]:
                                       _nvml_utilization(i)))
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
+        devices.append(DeviceInfo("mps", "Apple Metal (MPS)", None, None))
+    return devices
+
+
+def list_devices(use_torch: bool = False) -> list[DeviceInfo]:
+    """Every device a model can run on here.
+
+    Without ``use_torch`` it never imports torch (a second or more): the CPU through psutil, GPUs
+    through NVML (nvidia-ml-py) or `nvidia-smi`, MPS on Apple silicon by platform. With it, torch
+    answers (what a model will actually see).
+    """
+    devices = [cpu_device()]
+    if use_torch:
+        return devices + _torch_devices()
+    gpus = _nvml_gpus()
+    if gpus is None:
+        gpus = _smi_gpus() or []
+    devices += gpus
+    if sys.platform == "darwin" and platform.machine() == "arm64":
         devices.append(DeviceInfo("mps", "Apple Metal (MPS)", None, None))
     return devices
 

@@ -94,11 +94,104 @@ class ModelSpec:
         return self.document_prompt, self.document_prompt_name
 
 
-def resolve_spec(name: str, store: "Store | None" = None, **overrides: Any) -> ModelSpec:
-    """A saved spec of that name in the workspace, else a default spec for that hub id/path."""
+def resolve_spec(name: str, store: "Store | None" = None, *, check: bool = True,
+                 **overrides: Any) -> ModelSpec:
+    """A saved spec of that name in the workspace, else a default spec for that hub id/path.
+
+    With ``check`` (the default) a name that is no saved spec, local folder, packaged or cached
+    model fails now (see ``check_model_name``), before any run row or job exists.
+    """
     saved = store.get_model(name) if store is not None and store.ws.exists() else None
     spec = ModelSpec.from_dict(saved) if saved else ModelSpec(model=name, name=name)
-    return spec.with_overrides(**overrides)
+    spec = spec.with_overrides(**overrides)
+    if check:
+        check_model_name(spec, store)
+    return spec
+
+
+HUB_CHECK_TIMEOUT_S = 3.0
+_HUB_CHECKED: set[tuple[str, str | None]] = set()  # ids the hub confirmed in this process
+
+
+def hub_offline() -> bool:
+    """True when HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) asks for no network."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _hf_hub_dir() -> Path:
+    return Path(os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"))
+
+
+def cached_hub_ids() -> list[str]:
+    """Hub model ids with a snapshot in the local Hugging Face cache (no network)."""
+    try:
+        entries = sorted(_hf_hub_dir().glob("models--*"))
+    except OSError:
+        return []
+    return [e.name[len("models--"):].replace("--", "/") for e in entries if (e / "snapshots").is_dir()]
+
+
+def offline_names(store: "Store | None" = None) -> list[str]:
+    """Model names that work here without network: bm25, the packaged MiniLM, saved specs, cached ids."""
+    names = [BM25]
+    if bundled_minilm_path() is not None:
+        names.append(MINILM_ALIASES[0])
+    if store is not None and store.ws.exists():
+        names += [n for n in store.list_models() if n not in names]
+    names += [n for n in cached_hub_ids() if n not in names]
+    return names
+
+
+def _unknown_model(spec: ModelSpec, store: "Store | None", why: str) -> EmbtuiError:
+    import difflib
+
+    names = offline_names(store)
+    close = difflib.get_close_matches(spec.model, names, n=1, cutoff=0.6)
+    hint = (f"did you mean '{close[0]}'? " if close else "") + \
+        f"available offline: {', '.join(names)}, or a local model folder; " \
+        "add one with `embtui models add NAME --model PATH_OR_HUB_ID`, a hub id needs network once"
+    return EmbtuiError(f"unknown model '{spec.model}': {why}", hint)
+
+
+def check_model_name(spec: ModelSpec, store: "Store | None" = None, *,
+                     timeout: float = HUB_CHECK_TIMEOUT_S) -> None:
+    """Fail fast (EmbtuiError) on a model name nothing here or on the hub knows.
+
+    bm25, local folders, the packaged MiniLM and ids in the local HF cache pass without network.
+    Otherwise: offline (HF_HUB_OFFLINE=1) fails at once with the names available offline; online
+    the hub is asked once (``model_info``, ``timeout`` seconds, no retries).
+    """
+    source, local = resolve_source(spec)
+    if local or _hf_cache_commit(source, spec.revision) is not None:
+        return
+    if spec.revision is None and source in cached_hub_ids():
+        return
+    key = (source, spec.revision)
+    if key in _HUB_CHECKED:
+        return
+    if hub_offline():
+        raise _unknown_model(spec, store, "not a saved spec, a local folder or a cached hub model, "
+                             "and the hub is offline (HF_HUB_OFFLINE=1)")
+    from huggingface_hub import model_info
+    from huggingface_hub.utils import (GatedRepoError, RepositoryNotFoundError,
+                                       RevisionNotFoundError)
+
+    try:
+        model_info(source, revision=spec.revision, timeout=timeout)
+    except GatedRepoError:
+        pass  # it exists; loading it needs a token (said when it loads)
+    except RevisionNotFoundError:
+        raise EmbtuiError(f"model '{source}' has no revision '{spec.revision}' on the hub",
+                          "check --revision") from None
+    except RepositoryNotFoundError:
+        raise _unknown_model(spec, store, "the Hugging Face hub has no model with that id") from None
+    except Exception as exc:  # noqa: BLE001 - no network, DNS, timeout, proxy: one line
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise _unknown_model(spec, store, f"not available offline and the hub could not be "
+                             f"reached ({reason})") from None
+    _HUB_CHECKED.add(key)
 
 
 def bundled_minilm_path() -> Path | None:

@@ -91,40 +91,6 @@ def _loads(text: str | None) -> dict[str, Any]:
     return json.loads(text) if text else {}
 
 
-def check_project_name(name: Any) -> str:
-    """``name`` unchanged, or an EmbtuiError: a project name is one printable line, not padded."""
-    import unicodedata
-
-    hint = "pass --project NAME with letters, digits, '-', '_' or inner spaces"
-    if not isinstance(name, str) or not name.strip():
-        raise EmbtuiError("a project name must not be empty", "pass --project NAME")
-    for i, ch in enumerate(name):
-        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
-            what = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab"}.get(
-                ch, f"the control character U+{ord(ch):04X}")
-            raise EmbtuiError(f"project name {name!r} contains {what} at position {i + 1}", hint)
-    if name != name.strip():
-        raise EmbtuiError(f"project name {name!r} starts or ends with whitespace", hint)
-    if len(name) > 200:
-        raise EmbtuiError(f"a project name is at most 200 characters, got {len(name)}", hint)
-    return name
-
-
-def refuse_while_jobs_run(con: Any, project: str, action: str) -> None:
-    """An EmbtuiError naming the queued/running jobs of ``project`` (their runs would vanish)."""
-    from embtui.store.jobs import active_jobs_of_project
-
-    jobs = active_jobs_of_project(con, project)
-    if jobs:
-        listed = ", ".join(f"{job_id} ({state})" for job_id, state in jobs)
-        cancel = "; ".join(f"embtui jobs cancel {job_id}" for job_id, _ in jobs)
-        raise EmbtuiError(
-            f"cannot {action} project '{project}' while {len(jobs)} job(s) of it are queued or "
-            f"running: {listed}",
-            f"wait for them to finish, or cancel them with `{cancel}`, then try again",
-        )
-
-
 class Store:
     """All reads and writes of one workspace. Every method is one short DB session."""
 
@@ -194,7 +160,8 @@ class Store:
         ``documents``: doc_id, title, text; ``queries``: query_id, text, metadata (JSON text or
         null); ``qrels``: split, query_id, doc_id, grade.
         """
-        check_project_name(name)
+        if not name or not name.strip():
+            raise EmbtuiError("a project name must not be empty", "pass --project NAME")
         with self.ws.transaction() as con:
             row = con.execute("SELECT id FROM projects WHERE name = ?", [name]).fetchone()
             if row is not None:
@@ -203,7 +170,6 @@ class Store:
                         f"a project named '{name}' already exists",
                         "pass --replace to overwrite it, or choose another --project name",
                     )
-                refuse_while_jobs_run(con, name, "replace")
                 self._delete_project(con, int(row[0]))
             pid = con.execute(
                 "INSERT INTO projects (name, source, dataset_hash) VALUES (?, ?, ?) RETURNING id",
@@ -232,9 +198,7 @@ class Store:
     def delete_project(self, name: str) -> None:
         """Remove a project with its runs, annotations and qrels overlay (a --replace keeps those two)."""
         with self.ws.transaction() as con:
-            pid = self._project_id(con, name)
-            refuse_while_jobs_run(con, name, "delete")
-            self._delete_project(con, pid)
+            self._delete_project(con, self._project_id(con, name))
             con.execute("DELETE FROM annotations WHERE project = ?", [name])
             con.execute("DELETE FROM qrels_overlay WHERE project = ?", [name])
 
@@ -401,10 +365,42 @@ class Store:
             )
 
     def delete_run(self, run_id: int) -> None:
+        self.delete_runs([run_id])
+
+    def delete_runs(self, run_ids: Sequence[int]) -> list[str]:
+        """Delete runs with their metrics and rankings in one transaction; annotations and overlay
+        judgments made from them stay (their run link is cleared). Returns the stored paths of the
+        artifacts (HNSW indexes) no remaining run uses, already unregistered: the caller removes
+        the files. A run a live job is still writing is refused (NotFound for an unknown id)."""
+        ids = sorted({int(r) for r in run_ids})
+        if not ids:
+            return []
         with self.ws.transaction() as con:
+            known = {int(r[0]): (r[1], r[2]) for r in con.execute(
+                "SELECT id, status, index_config FROM runs WHERE id IN (SELECT unnest(?::INTEGER[]))",
+                [ids]).fetchall()}
+            missing = [i for i in ids if i not in known]
+            if missing:
+                raise NotFound(f"no run with id {', '.join(map(str, missing))}", "list runs with `embtui runs`")
+            live = con.execute(
+                "SELECT run_id, id FROM jobs WHERE run_id IN (SELECT unnest(?::INTEGER[])) "
+                "AND state IN ('queued', 'running') ORDER BY run_id", [ids]).fetchall()
+            if live:
+                rid, job = live[0]
+                raise EmbtuiError(f"run #{rid} is still being written by job {job}",
+                                  f"cancel it first: `embtui jobs cancel {job}`")
             for table in ("run_metrics", "query_metrics", "rankings"):
-                con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-            con.execute("DELETE FROM runs WHERE id = ?", [run_id])
+                con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?::INTEGER[]))", [ids])
+            con.execute("DELETE FROM runs WHERE id IN (SELECT unnest(?::INTEGER[]))", [ids])
+            for table in ("annotations", "qrels_overlay"):
+                con.execute(f"UPDATE {table} SET run_id = NULL WHERE run_id IN (SELECT unnest(?::INTEGER[]))",
+                            [ids])
+            paths = {_loads(cfg).get("path") for _s, cfg in known.values()} - {None}
+            still = {_loads(r[0]).get("path") for r in con.execute("SELECT index_config FROM runs").fetchall()}
+            orphans = sorted(p for p in paths - still if isinstance(p, str))
+            for path in orphans:
+                con.execute("DELETE FROM artifacts WHERE path = ?", [path])
+        return orphans
 
     def list_runs(self, project: str | None = None, split: str | None = None,
                   status: str | None = None) -> list[RunInfo]:
