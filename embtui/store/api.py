@@ -91,6 +91,40 @@ def _loads(text: str | None) -> dict[str, Any]:
     return json.loads(text) if text else {}
 
 
+def check_project_name(name: Any) -> str:
+    """``name`` unchanged, or an EmbtuiError: a project name is one printable line, not padded."""
+    import unicodedata
+
+    hint = "pass --project NAME with letters, digits, '-', '_' or inner spaces"
+    if not isinstance(name, str) or not name.strip():
+        raise EmbtuiError("a project name must not be empty", "pass --project NAME")
+    for i, ch in enumerate(name):
+        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            what = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab"}.get(
+                ch, f"the control character U+{ord(ch):04X}")
+            raise EmbtuiError(f"project name {name!r} contains {what} at position {i + 1}", hint)
+    if name != name.strip():
+        raise EmbtuiError(f"project name {name!r} starts or ends with whitespace", hint)
+    if len(name) > 200:
+        raise EmbtuiError(f"a project name is at most 200 characters, got {len(name)}", hint)
+    return name
+
+
+def refuse_while_jobs_run(con: Any, project: str, action: str) -> None:
+    """An EmbtuiError naming the queued/running jobs of ``project`` (their runs would vanish)."""
+    from embtui.store.jobs import active_jobs_of_project
+
+    jobs = active_jobs_of_project(con, project)
+    if jobs:
+        listed = ", ".join(f"{job_id} ({state})" for job_id, state in jobs)
+        cancel = "; ".join(f"embtui jobs cancel {job_id}" for job_id, _ in jobs)
+        raise EmbtuiError(
+            f"cannot {action} project '{project}' while {len(jobs)} job(s) of it are queued or "
+            f"running: {listed}",
+            f"wait for them to finish, or cancel them with `{cancel}`, then try again",
+        )
+
+
 class Store:
     """All reads and writes of one workspace. Every method is one short DB session."""
 
@@ -160,8 +194,7 @@ class Store:
         ``documents``: doc_id, title, text; ``queries``: query_id, text, metadata (JSON text or
         null); ``qrels``: split, query_id, doc_id, grade.
         """
-        if not name or not name.strip():
-            raise EmbtuiError("a project name must not be empty", "pass --project NAME")
+        check_project_name(name)
         with self.ws.transaction() as con:
             row = con.execute("SELECT id FROM projects WHERE name = ?", [name]).fetchone()
             if row is not None:
@@ -170,6 +203,7 @@ class Store:
                         f"a project named '{name}' already exists",
                         "pass --replace to overwrite it, or choose another --project name",
                     )
+                refuse_while_jobs_run(con, name, "replace")
                 self._delete_project(con, int(row[0]))
             pid = con.execute(
                 "INSERT INTO projects (name, source, dataset_hash) VALUES (?, ?, ?) RETURNING id",
@@ -198,7 +232,9 @@ class Store:
     def delete_project(self, name: str) -> None:
         """Remove a project with its runs, annotations and qrels overlay (a --replace keeps those two)."""
         with self.ws.transaction() as con:
-            self._delete_project(con, self._project_id(con, name))
+            pid = self._project_id(con, name)
+            refuse_while_jobs_run(con, name, "delete")
+            self._delete_project(con, pid)
             con.execute("DELETE FROM annotations WHERE project = ?", [name])
             con.execute("DELETE FROM qrels_overlay WHERE project = ?", [name])
 
