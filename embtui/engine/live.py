@@ -1,11 +1,14 @@
-"""Interactive search for one model on one project: cached document vectors, lazy model, top-k hits.
+"""Interactive search for one model on one project: cached document vectors (all or the chunks
+committed so far), on-demand encoding of a small corpus, lazy model, top-k hits.
 
 UI-free and thread-safe: the TUI calls it from thread workers, a script can call it directly.
-Nothing here imports torch until a typed query that is not in the embedding cache needs encoding.
+Nothing here imports torch until a typed query that is not in the embedding cache needs encoding,
+or the missing documents are encoded on demand.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -22,6 +25,22 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Typed queries whose vectors are kept in memory (backspacing re-uses them).
 _QUERY_MEMO = 256
+# Missing documents a live query encodes on demand (in the app's process, through the embedding
+# cache, so a later evaluation reuses them). The demo's 400 documents take ~11 s on a quiet 2-core
+# CPU with all-MiniLM-L6-v2 (35 docs/s) and ~100 s with both cores busy (4 docs/s); 2,000 is about
+# a minute on a quiet CPU and seconds on a GPU. Larger corpora are searched as far as cached and
+# left to an evaluation job. ``$EMBTUI_LIVE_ENCODE_MAX_DOCS`` changes it (0: never).
+ON_DEMAND_MAX_DOCS = 2000
+# Texts per committed chunk when encoding on demand: small, so a stopped encode keeps most of it.
+ON_DEMAND_CHUNK_TEXTS = 64
+
+
+def on_demand_max_docs() -> int:
+    """How many missing documents a live query may encode on demand (see ON_DEMAND_MAX_DOCS)."""
+    try:
+        return max(0, int(os.environ.get("EMBTUI_LIVE_ENCODE_MAX_DOCS", ON_DEMAND_MAX_DOCS)))
+    except ValueError:
+        return ON_DEMAND_MAX_DOCS
 
 
 @dataclass(frozen=True)
@@ -36,15 +55,18 @@ class Hit:
 
 
 class NotEvaluated(EmbtuiError):
-    """The model has no cached document embeddings for this project yet (evaluate it first)."""
+    """The model cannot search this project yet: not downloaded, or no document cached and too
+    many to encode on demand (evaluate it first)."""
 
 
 class LiveSearcher:
     """Top-k search over a project's documents with one model spec.
 
-    ``prepare()`` loads the corpus and the cached document embeddings (no model needed) or, for
-    ``bm25``, builds the lexical index; it raises :class:`NotEvaluated` when the cache lacks some
-    documents. A query found in the query cache (every dataset query of an evaluated split) is
+    ``prepare()`` loads the corpus and the document embeddings cached so far (no model needed) or,
+    for ``bm25``, builds the lexical index; it raises :class:`NotEvaluated` only when the model has
+    never been downloaded. While some documents are missing (``complete`` is False) searches rank
+    the ``cached_docs`` of ``total_docs`` that are cached; ``refresh()`` picks up chunks committed
+    since (by a job encoding the model), ``encode_documents()`` encodes the rest here. A query found in the query cache (every dataset query of an evaluated split) is
     searched without the model; any other text needs ``load_model()`` first (``search`` does it on
     demand; callers that want to show a "loading model..." state check ``needs_model(text)``).
     Ranking follows the evaluation: same metric, same tie rule (doc id descending).
@@ -65,7 +87,14 @@ class LiveSearcher:
         self._prep_lock = threading.Lock()
         self._model_lock = threading.Lock()
         self._prepared = False
-        self._docs: np.ndarray | None = None
+        # (corpus rows of the vectors when only some are cached, else None; the vectors), swapped
+        # in one assignment so a search in another thread never mixes two versions
+        self._view: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+        self._chunks: tuple[int, ...] | None = None  # cache chunks the view was gathered from
+        self._hashes: list[bytes] = []
+        self._use_lock = threading.RLock()    # one encode at a time on the model (tokenizers)
+        self.total_docs = 0
+        self.cached_docs = 0
         self._ann: Any = None
         self._bm25: Any = None
         self._tie: np.ndarray | None = None
@@ -83,6 +112,15 @@ class LiveSearcher:
     @property
     def prepared(self) -> bool:
         return self._prepared
+
+    @property
+    def complete(self) -> bool:
+        """Every document of the corpus is searched (always true for bm25)."""
+        return self.spec.is_bm25 or (self._prepared and self.cached_docs >= self.total_docs)
+
+    @property
+    def missing_docs(self) -> int:
+        return 0 if self.spec.is_bm25 else max(0, self.total_docs - self.cached_docs)
 
     @property
     def model_loaded(self) -> bool:
@@ -115,17 +153,65 @@ class LiveSearcher:
         if encoder.fingerprint is None:
             raise NotEvaluated(f"model '{self.spec.name}' has not been downloaded or evaluated yet",
                                "evaluate it first: Jobs pane, key e")
-        cache = encoder.cache("document")
-        hashes = hash_texts(corpus.encode_texts())
-        missing = cache.missing(hashes)
-        if missing:
-            have = len(set(hashes)) - len(missing)
-            raise NotEvaluated(
-                f"model '{self.spec.name}' has cached embeddings for {have} of {len(corpus)} "
-                f"documents of '{self.project}'", "evaluate it first: Jobs pane, key e")
-        self._docs = cache.gather(hashes)
         self._encoder = encoder
-        self._ann = self._saved_index(len(corpus), int(self._docs.shape[1]))
+        self._hashes = hash_texts(corpus.encode_texts())
+        self.total_docs = len(corpus)
+        self._gather()
+
+    def _gather(self) -> bool:
+        """(Re)read the cached document vectors; True when more documents are searched than before."""
+        assert self._encoder is not None
+        cache = self._encoder.cache("document")
+        chunks = tuple(cache.chunk_ids())
+        if chunks == self._chunks:
+            return False
+        index = cache.index()
+        present = np.fromiter((h in index for h in self._hashes), dtype=bool, count=len(self._hashes))
+        have = int(present.sum())
+        if self._chunks is not None and have <= self.cached_docs:
+            self._chunks = chunks
+            return False
+        if have == len(self._hashes):
+            docs, rows = cache.gather(self._hashes), None
+        else:
+            rows = np.nonzero(present)[0]
+            docs = cache.gather([self._hashes[i] for i in rows]) if have else None
+        if rows is None and docs is not None:
+            self._ann = self._saved_index(len(self._hashes), int(docs.shape[1]))
+        self._view = (rows, docs)
+        self._chunks, self.cached_docs = chunks, have
+        return True
+
+    def refresh(self) -> bool:
+        """Pick up document chunks committed since (a job encoding this model); True if grown."""
+        if self.spec.is_bm25 or not self._prepared or self.complete:
+            return False
+        with self._prep_lock:
+            return self._gather()
+
+    def encode_documents(self, progress: Any = None, cancel: Any = None) -> int:
+        """Encode the documents not cached yet, here (slow: call from a thread), committing them to
+        the embedding cache in small chunks, then search them all. Returns how many were encoded.
+
+        ``cancel`` (a CancelToken) stops it between batches with ``Cancelled``; the chunks already
+        committed stay cached and are searched."""
+        self.prepare()
+        if self.complete:
+            return 0
+        self.load_model()
+        assert self._encoder is not None
+        corpus = self.corpus
+        with self._use_lock:
+            chunk = self._encoder.chunk_texts
+            self._encoder.chunk_texts = min(chunk, ON_DEMAND_CHUNK_TEXTS)
+            try:
+                _, stats = self._encoder.encode(corpus.encode_texts(), "document", progress=progress,
+                                                cancel=cancel)
+            finally:
+                self._encoder.chunk_texts = chunk
+                with self._prep_lock:
+                    self._gather()
+        return stats.encoded
 
     def _saved_index(self, n_docs: int, dim: int) -> Any:
         """The HNSW index the latest evaluation saved, for corpora too big for exact search."""
@@ -193,8 +279,10 @@ class LiveSearcher:
             assert self._encoder is not None
             model = self._encoder.model()
             prompt, prompt_name = self.spec.prompt_for("query")
-            out = model.encode([text], prompt=prompt, prompt_name=prompt_name, convert_to_numpy=True,
-                               normalize_embeddings=self.spec.normalize, show_progress_bar=False)
+            with self._use_lock:
+                out = model.encode([text], prompt=prompt, prompt_name=prompt_name,
+                                   convert_to_numpy=True, normalize_embeddings=self.spec.normalize,
+                                   show_progress_bar=False)
             vec = np.asarray(out, dtype=np.float32)[0]
         self._memo[text] = vec
         while len(self._memo) > _QUERY_MEMO:
@@ -212,13 +300,20 @@ class LiveSearcher:
             idx, scores = self._bm25.search([text], k, self._tie)
             pairs = [(i, s) for i, s in zip(idx[0].tolist(), scores[0].tolist()) if s > 0]
         else:
+            rows, docs = self._view
+            if docs is None or not len(docs):
+                return []
             q = self.encode_query(text)[None, :]
-            if self._ann is not None:
+            if self._ann is not None and rows is None:
                 idx, scores = self._ann.search(q, k, tie_order=self._tie)
             else:
                 from embtui.engine.search import exact_search
 
-                idx, scores = exact_search(q, self._docs, k, metric=self.metric, tie_order=self._tie)
+                tie = self._tie if rows is None else self._tie[rows]
+                idx, scores = exact_search(q, docs, min(k, len(docs)), metric=self.metric,
+                                           tie_order=tie)
+                if rows is not None:  # rows of the cached part -> rows of the corpus
+                    idx = np.where(idx >= 0, rows[np.clip(idx, 0, None)], -1)
             pairs = [(i, s) for i, s in zip(idx[0].tolist(), scores[0].tolist()) if i >= 0]
         return [Hit(corpus.ids[i], float(s), corpus.titles[i], corpus.texts[i], rank)
                 for rank, (i, s) in enumerate(pairs, 1)]

@@ -48,10 +48,14 @@ def test_bm25_live_search_ranks_like_the_evaluation(demo_store):
     assert searcher.search("the of and", 10) == []  # only stopwords: nothing matches
 
 
-def test_dense_live_search_needs_an_evaluation_first(demo_store, tiny_model):
+def test_dense_live_search_ranks_like_the_evaluation(demo_store, tiny_model):
     spec = ModelSpec(str(tiny_model), name="tiny")
-    with pytest.raises(NotEvaluated, match="0 of 400"):
-        LiveSearcher(demo_store, "demo", spec).prepare()
+    before = LiveSearcher(demo_store, "demo", spec)
+    before.prepare()  # nothing cached yet: nothing ranked (the Query pane encodes on demand)
+    assert (before.cached_docs, before.total_docs, before.complete) == (0, 400, False)
+    assert before.search("prion", 10) == []
+    with pytest.raises(NotEvaluated, match="not been downloaded"):
+        LiveSearcher(demo_store, "demo", ModelSpec("no-such-org/no-such-model")).prepare()
     result = run_evaluation(demo_store, EvalRequest("demo", spec))
     searcher = LiveSearcher(demo_store, "demo", spec)
     searcher.prepare()
