@@ -250,6 +250,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                            tag=f"embtui-{run.model_name}")
             if not args.json:
                 print(f"run file: {path}", file=sys.stderr)
+    for run, _, again in results:  # damaged artifacts found and healed, low HNSW recall
+        for w in ([] if again else run.info.get("warnings") or []):
+            print(f"warning: run {run.id} ({run.model_name}): {w}", file=sys.stderr)
     if args.json:
         _print_json({"runs": [{**_run_json(run), "reused": again} for run, _, again in results]})
         return 0

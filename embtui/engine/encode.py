@@ -41,6 +41,7 @@ class EncodeStats:
     cached: int         # distinct texts found in the cache
     seconds: float      # time spent in the model
     batch_size: int     # batch size that worked in the end (after any OOM back-off)
+    warnings: tuple[str, ...] = ()  # damaged cache chunks found (and re-encoded), one line each
 
     @property
     def items_per_s(self) -> float:
@@ -49,7 +50,8 @@ class EncodeStats:
     def to_dict(self) -> dict[str, Any]:
         return {"texts": self.texts, "unique": self.unique, "encoded": self.encoded,
                 "cached": self.cached, "seconds": round(self.seconds, 4),
-                "items_per_s": round(self.items_per_s, 2), "batch_size": self.batch_size}
+                "items_per_s": round(self.items_per_s, 2), "batch_size": self.batch_size,
+                **({"warnings": list(self.warnings)} if self.warnings else {})}
 
 
 class Encoder:
@@ -138,7 +140,7 @@ class Encoder:
                                                 shape=(len(texts), cache.dim))
         vectors = cache.gather(hashes, out=out)
         return vectors, EncodeStats(role, len(texts), unique, len(todo), unique - len(todo),
-                                    seconds, self.batch_size)
+                                    seconds, self.batch_size, tuple(cache.warnings))
 
     def _encode_missing(self, texts: list[str], hashes: list[bytes], role: str,
                         cache: EmbeddingCache, meter: Meter, cancel: CancelToken) -> float:

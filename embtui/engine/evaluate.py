@@ -28,6 +28,7 @@ from embtui.store import Corpus, RunInfo, Store
 
 INDEX_KINDS = ("auto", "exact", "hnsw")
 RECALL_SAMPLE = 1000  # queries used to measure an ANN run's recall against exact search
+ANN_RECALL_WARN = 0.9  # an HNSW run measured below this recall@10 warns in CLI, info and report
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,8 @@ def _evaluate(store: Store, req: EvalRequest, run_id: int, corpus: Corpus, queri
         stages.end("encode_queries_s", t0)
         encoder.unload()
         info["encode"] = {"documents": doc_stats.to_dict(), "queries": q_stats.to_dict()}
+        if doc_stats.warnings or q_stats.warnings:  # damaged cache chunks, re-encoded
+            info.setdefault("warnings", []).extend(doc_stats.warnings + q_stats.warnings)
         info["embedding_dim"] = int(doc_vecs.shape[1])
         info["max_seq_length"] = effective_max_seq_length(spec)
         info["embedding_bytes"] = int(doc_vecs.nbytes)
@@ -259,10 +262,14 @@ def _search(store: Store, req: EvalRequest, kind: str, metric: str, doc_vecs: np
          "dim": int(doc_vecs.shape[1])}, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = store.ws.index_dir / f"{key}.usearch"
     t0 = stages.start("build index", len(doc_vecs))
+    index = None
     if path.exists():
-        index = HnswIndex.load(path, config, int(doc_vecs.shape[1]))
-        index_config["reused"] = True
-    else:
+        try:
+            index = HnswIndex.load(path, config, int(doc_vecs.shape[1]))
+            index_config["reused"] = True
+        except EmbtuiError as exc:  # damaged, truncated or foreign: rebuilt from the verified vectors
+            info.setdefault("warnings", []).append(f"{exc.message}; rebuilt it from the cached vectors")
+    if index is None:
         index = HnswIndex.build(doc_vecs, config, progress=stages.progress, cancel=cancel)
         path.parent.mkdir(parents=True, exist_ok=True)
         index.save(path)
@@ -281,6 +288,11 @@ def _search(store: Store, req: EvalRequest, kind: str, metric: str, doc_vecs: np
     k = min(10, depth)
     ex_idx, _ = exact_search(q_vecs[sample], doc_vecs, k, metric=metric, tie_order=tie_order)
     info["ann_recall@10"] = round(float(recall_at_k(idx[sample], ex_idx, k)), 6)
+    if info["ann_recall@10"] < ANN_RECALL_WARN:
+        info.setdefault("warnings", []).append(
+            f"HNSW recall@10 against exact search is {info['ann_recall@10']:.3f} (below "
+            f"{ANN_RECALL_WARN}): this run's metrics understate the model; rerun with --index exact "
+            "or a larger --hnsw-expansion-search")
     info["ann_recall_queries"] = int(len(sample))
     return idx, scores
 

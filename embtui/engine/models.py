@@ -254,9 +254,33 @@ def folder_fingerprint(folder: Path, store: "Store | None" = None) -> str:
     return "sha256:" + h.hexdigest()[:32]
 
 
+# A hash read less than this many seconds after its file last changed is not cached (file_sha256).
+_SETTLE_S = 2.0
+
+
+def file_stamp(st: os.stat_result) -> str:
+    """What identifies one version of a file without reading it: inode, device, mtime_ns, ctime_ns."""
+    return f"ino={st.st_ino}:dev={st.st_dev}:mtime_ns={st.st_mtime_ns}:ctime_ns={st.st_ctime_ns}"
+
+
 def file_sha256(path: Path, store: "Store | None" = None) -> str:
+    """sha256 of a weight file's bytes, cached in the workspace under the file's stamp and size.
+
+    The cache key is (path, size, inode, device, mtime_ns, ctime_ns) rather than (size, mtime):
+    ``cp -p``, ``rsync -t`` or ``touch -r`` give changed weights the old size and mtime, but not the
+    old ctime (the kernel sets it to "now" on every write, rename or utime and no user call can set
+    it back) nor, for a file replaced by a new one (how cp, rsync and downloads write), the old
+    inode. So a stamp that matches means the file was not written since it was hashed. The one
+    gap left is the clock's tick (ctime is taken from a coarse kernel clock): a hash is cached only
+    when the file was unchanged while it was read and had not changed for ``_SETTLE_S`` seconds
+    before (git's "racy" rule); a younger file is simply hashed again next time. Checking a cached
+    hash costs one stat and one DB lookup, as before (BENCHMARKS.md). Rows of earlier versions of a
+    file stay in ``file_hashes`` (one small row each).
+    """
+    import time
+
     st = path.stat()
-    key = str(path.resolve())
+    key = f"{path.resolve()}#{file_stamp(st)}"
     if store is not None:
         cached = store.cached_file_hash(key, st.st_size, st.st_mtime)
         if cached:
@@ -266,7 +290,10 @@ def file_sha256(path: Path, store: "Store | None" = None) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     digest = h.hexdigest()
-    if store is not None and store.ws.exists():
+    after = path.stat()
+    settled = (file_stamp(after) == file_stamp(st) and after.st_size == st.st_size
+               and time.time() - max(st.st_mtime, st.st_ctime) > _SETTLE_S)
+    if store is not None and settled and store.ws.exists():
         store.save_file_hash(key, st.st_size, st.st_mtime, digest)
     return digest
 

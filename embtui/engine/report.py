@@ -373,6 +373,12 @@ def _slice_findings(report: Report) -> list[str]:
 # ----------------------------------------------------------------------------- Markdown
 
 
+def run_warnings(report: Report) -> list[str]:
+    """The warnings stored with each run (HNSW recall below the threshold, healed artifacts)."""
+    return [f"run {cfg.run_id} ({cfg.model}): {w}" for cfg in report.configs
+            for w in (cfg.info.get("warnings") or [])]
+
+
 def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     def esc(s: str) -> str:
         return str(s).replace("|", "\\|").replace("\n", " ")
@@ -397,6 +403,7 @@ def render_markdown(report: Report) -> str:
     findings = _slice_findings(report)
     if findings:
         out += [f"- Slice: {s}" for s in findings]
+    out += [f"- **Warning**: {s}" for s in run_warnings(report)]
     out += ["", "## Summary", "",
             "Stored means over each run's scored queries. ▲/▼ mark a significant difference from the "
             f"baseline (randomization test, {c.n_resamples:,} resamples, Holm-adjusted across runs; "
@@ -546,6 +553,7 @@ def render_html(report: Report) -> str:
             "<h2>Verdict</h2>", '<ul class="verdict">']
     body += [f"<li>{_h(s)}</li>" for s in _verdict_sentence(report)]
     body += [f'<li class="flag">Slice: {_h(s)}</li>' for s in _slice_findings(report)]
+    body += [f'<li class="flag"><b>Warning</b>: {_h(s)}</li>' for s in run_warnings(report)]
     body += ["</ul>", "<h2>Summary</h2>",
              f'<p class="note">Stored means over each run\'s scored queries. ▲/▼: significantly '
              f"different from the baseline (randomization test, {c.n_resamples:,} resamples, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -294,9 +295,17 @@ class HnswIndex:
         return cls(index, config, d)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write atomically: to ``path + ".tmp"``, fsync, then ``os.replace`` over ``path``."""
+        """Write atomically with a checksum record: to ``path + ".tmp"``, fsync, record, rename.
+
+        The record (``<path>.check.json``: size and CRC-32, see engine/integrity.py) is written
+        before the index is renamed into place, so a saved index always has its record. A failed
+        save (a full disk) removes the temp file and the new record and re-raises.
+        """
+        from embtui.engine.integrity import fsync_dir, sidecar_path, write_file_record
+
         path = os.fspath(path)
         tmp = path + ".tmp"
+        record_written = False
         try:
             self._index.save(tmp)
             fd = os.open(tmp, os.O_RDONLY)
@@ -304,34 +313,40 @@ class HnswIndex:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            write_file_record(tmp, sync_dir=False)
+            os.replace(sidecar_path(tmp), sidecar_path(path))
+            record_written = True
             os.replace(tmp, path)
         except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            for p in (tmp, os.fspath(sidecar_path(tmp))) + ((os.fspath(sidecar_path(path)),)
+                                                            if record_written else ()):
+                if os.path.exists(p):
+                    os.unlink(p)
             raise
-        try:  # make the rename itself durable; not possible on every platform
-            dfd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
+        fsync_dir(Path(os.path.dirname(os.path.abspath(path))))
 
     @classmethod
     def load(cls, path: str | os.PathLike, config: HnswConfig, ndim: int, view: bool = False) -> "HnswIndex":
         """Load a saved index (``view=True`` memory-maps it read-only instead of reading it in).
 
-        Raises EmbtuiError if the file is missing or was built with another metric, dtype or dimension.
+        The file is first checked against its checksum record (``<path>.check.json``). Raises
+        EmbtuiError if the file is missing, damaged or truncated, or was built with another metric,
+        dtype or dimension. An index saved before checksums existed (no record) that loads is
+        given its record then, so later damage is seen.
         """
         from usearch.index import Index
+
+        from embtui.engine.integrity import read_json, sidecar_path, verify_file, write_file_record
 
         path = os.fspath(path)
         hint = "rebuild the index"
         if not os.path.exists(path):
             raise EmbtuiError(f"index file not found: {path}", hint)
+        record = read_json(sidecar_path(path))
+        if record is not None:
+            why = verify_file(path, record)
+            if why:
+                raise EmbtuiError(f"index file {path} is {why}", hint)
         try:
             meta = Index.metadata(path)
         except Exception as exc:  # usearch raises RuntimeError on unreadable files
@@ -352,6 +367,11 @@ class HnswIndex:
                 index.load(path)
         except Exception as exc:
             raise EmbtuiError(f"cannot read index file {path}: {exc}", hint) from exc
+        if record is None:
+            try:
+                write_file_record(path)
+            except OSError:
+                pass  # a read-only workspace: checked again next time
         index.expansion_search = int(config.expansion_search)
         return cls(index, config, ndim)
 

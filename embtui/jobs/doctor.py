@@ -1,10 +1,13 @@
 """`embtui doctor`: check that a workspace is whole, report leftovers, and optionally remove them.
 
 Problems (exit 1): the DB does not open or a table does not read, an artifact row points at a missing
-file, an embedding-cache chunk does not load or has inconsistent shapes, a run is stuck in 'running'
-with nothing running it. Orphans (reported; removed with ``--fix``): half-written or uncommitted
-files under cache/ and indexes/ (``.tmp``, a chunk's vectors without its hashes), index files no
-artifact row names, job folders without a job row. Orphans cost disk space only: readers ignore them.
+file, an embedding-cache chunk is damaged (checksum), truncated, has inconsistent shapes or lost its
+vectors file, an index file fails its checksum or is truncated, a run is stuck in 'running' with
+nothing running it; ``--fix`` removes damaged chunks and indexes (re-encoded / rebuilt on the next
+run). Orphans (reported; removed with ``--fix``): half-written or uncommitted files under cache/ and
+indexes/ (``.tmp``, a chunk's vectors without its hashes, ``.corrupt`` files moved aside by a
+reader), index files no artifact row names, job folders without a job row. Orphans cost disk space
+only: readers ignore them.
 """
 
 from __future__ import annotations
@@ -114,7 +117,7 @@ def check_workspace(workspace: str | os.PathLike[str] | Workspace, *, fix: bool 
     referenced = _check_artifacts(ws, js, rep, fix)
     removable: list[Path] = []
     _check_cache(ws, rep, removable, fix)
-    _check_indexes(ws, rep, removable, referenced)
+    _check_indexes(ws, js, rep, removable, referenced, fix)
     _check_job_dirs(ws, js, rep, removable)
     if fix:
         for path in removable:
@@ -164,7 +167,8 @@ def _check_artifacts(ws: Workspace, js: JobStore, rep: DoctorReport, fix: bool) 
 
 
 def _check_cache(ws: Workspace, rep: DoctorReport, removable: list[Path], fix: bool) -> None:
-    from embtui.engine.cache import HASH_BYTES, EmbeddingCache
+    """Every committed chunk against its checksum record (embtui/engine/cache.py), plus leftovers."""
+    from embtui.engine.cache import EmbeddingCache, _Damaged
 
     root = ws.cache_dir
     n_dirs = n_chunks = n_bad = 0
@@ -175,68 +179,84 @@ def _check_cache(ws: Workspace, rep: DoctorReport, removable: list[Path], fix: b
                 removable.append(d)
                 continue
             n_dirs += 1
-            cache = EmbeddingCache(root, d.name)
             manifest: dict[str, Any] = {}
             if (d / "manifest.json").exists():
                 from embtui.jobs.files import read_json
 
-                manifest = read_json(d / "manifest.json")
+                manifest = read_json(d / "manifest.json") or {}
+            cache = EmbeddingCache(root, d.name)
             committed = cache.chunk_ids()
-            bad: set[int] = set()
+            bad: dict[int, str] = {}
             dims: set[int] = set()
             for c in committed:
                 n_chunks += 1
-                vec_path, hash_path = cache._paths(c)
                 try:
-                    v = np.load(vec_path, mmap_mode="r")
-                    h = np.load(hash_path, mmap_mode="r")
-                    why = None
-                    if v.ndim != 2 or h.ndim != 2 or h.shape[1] != HASH_BYTES or h.dtype != np.uint8:
-                        why = f"shapes {v.shape} / {h.shape}"
-                    elif len(v) != len(h):
-                        why = f"{len(v)} vectors but {len(h)} hashes"
-                    elif v.dtype.name not in ("float32", "float16") or (
-                            manifest.get("dtype") and v.dtype.name != manifest["dtype"]):
-                        why = f"dtype {v.dtype.name}, manifest says {manifest.get('dtype')}"
-                    else:
-                        dims.add(int(v.shape[1]))
-                        if len(v):
-                            np.asarray(v[-1])  # touch the last row: the file really is that long
-                except Exception as exc:  # noqa: BLE001 - unreadable is the finding
-                    why = f"does not load ({type(exc).__name__}: {exc})"
-                if why:
-                    bad.add(c)
-                    rep.problems.append(f"{ws.rel(vec_path)}: {why}")
+                    _, dim, record = cache.check_chunk(c, full=True)
+                    dims.add(dim)
+                    dtype = (record or {}).get("dtype")
+                    if manifest.get("dtype") and dtype and dtype != manifest["dtype"]:
+                        bad[c] = f"holds {dtype} vectors, its manifest says {manifest['dtype']}"
+                except (_Damaged, OSError) as exc:
+                    bad[c] = str(exc)
+            # a chunk whose hashes (the commit) survive while its vectors file is gone
+            for h in sorted(d.glob("chunk-*.hashes.npy")):
+                m = _CHUNK_FILE.match(h.name)
+                if m and int(m.group(1)) not in committed:
+                    bad[int(m.group(1))] = "is missing (its hashes and record are there)"
+            for c, why in sorted(bad.items()):
+                vec_path = cache._paths(c)[0]
+                if fix:
+                    cache.remove_chunk(c)
+                    rep.fixed.append(f"removed damaged chunk {ws.rel(vec_path)} (its texts are "
+                                     "re-encoded on the next run)")
+                else:
+                    rep.problems.append(f"{ws.rel(vec_path)} {why}")
             if len(dims) > 1:
                 rep.problems.append(f"{ws.rel(d)}: chunks disagree on dimension {sorted(dims)}")
             n_bad += len(bad)
-            if fix and bad:
-                for c in bad:
-                    for p in cache._paths(c):
-                        p.unlink(missing_ok=True)
-                    rep.fixed.append(f"removed corrupt chunk {c} of {ws.rel(d)} (it is re-encoded on "
-                                     "the next run)")
-                rep.problems[:] = [p for p in rep.problems if not p.startswith(ws.rel(d) + "/")]
+            committed_now = set(cache.chunk_ids())
             for p in sorted(d.iterdir()):
                 m = _CHUNK_FILE.match(p.name)
-                if p.name.endswith(".tmp") or (m and int(m.group(1)) not in committed):
+                if p.name.endswith(".tmp") or (m and int(m.group(1)) not in committed_now
+                                               and int(m.group(1)) not in bad):
                     rep.orphans.append(ws.rel(p))
                     removable.append(p)
     rep.check("embedding cache", n_bad == 0 or fix,
-              f"{n_dirs} caches, {n_chunks} committed chunks, {n_bad} corrupt")
+              f"{n_dirs} caches, {n_chunks} committed chunks, {n_bad} damaged or missing")
 
 
-def _check_indexes(ws: Workspace, rep: DoctorReport, removable: list[Path], referenced: set[Path]) -> None:
-    n = 0
+def _check_indexes(ws: Workspace, js: JobStore, rep: DoctorReport, removable: list[Path],
+                   referenced: set[Path], fix: bool) -> None:
+    """Each index file against its checksum record; records and files no artifact row names."""
+    from embtui.engine.integrity import read_json, sidecar_path, verify_file
+
+    n = n_bad = 0
     if ws.index_dir.exists():
         for p in sorted(ws.index_dir.rglob("*")):
             if not p.is_file():
                 continue
-            n += 1
-            if p.name.endswith(".tmp") or p.resolve() not in referenced:
-                rep.orphans.append(ws.rel(p))
-                removable.append(p)
-    rep.check("indexes", True, f"{n} files")
+            if p.name.endswith(".check.json") and not p.name.endswith(".tmp"):
+                base = p.with_name(p.name[: -len(".check.json")])
+                if base.exists() and base.resolve() in referenced:
+                    continue  # the record of a live index
+            elif not p.name.endswith(".tmp") and p.resolve() in referenced:
+                n += 1
+                record = read_json(sidecar_path(p))
+                why = verify_file(p, record) if record is not None else None
+                if why:
+                    n_bad += 1
+                    if fix:
+                        p.unlink(missing_ok=True)
+                        sidecar_path(p).unlink(missing_ok=True)
+                        js.delete_artifacts([ws.rel(p)])
+                        rep.fixed.append(f"removed damaged index {ws.rel(p)} (the next HNSW run "
+                                         "rebuilds it)")
+                    else:
+                        rep.problems.append(f"index file {ws.rel(p)} is {why}")
+                continue
+            rep.orphans.append(ws.rel(p))
+            removable.append(p)
+    rep.check("indexes", n_bad == 0 or fix, f"{n} files, {n_bad} damaged")
 
 
 def _check_job_dirs(ws: Workspace, js: JobStore, rep: DoctorReport, removable: list[Path]) -> None:
