@@ -211,6 +211,15 @@ FAULTS: dict[str, Case] = {
                                      ["p.parquet", "gzip-compressed"]),
     "pairs .gz name": pairs("p.jsonl.gz", gzip.compress(b'{"query": "a", "positive": "b"}\n'),
                             ["p.jsonl.gz", "gzip-compressed", "decompress"]),
+    "split name with a line break": lambda d: (
+        "beir", make_beir(d / "bad", qrels={**QRELS, "de\nv": QRELS["train"]}),
+        ["'de\\nv'", "split name", "line break", "rename"]),
+    "split name with a trailing space": lambda d: (
+        "beir", make_beir(d / "bad", qrels={**QRELS, "dev ": QRELS["train"]}),
+        ["'dev '", "whitespace"]),
+    "pairs file name with a line break": pairs("p\n.jsonl", raw_jsonl('{"query": "\\ud800", '
+                                                                      '"positive": "p"}'),
+                                               ["p\\n.jsonl", "lone surrogate"]),
     "corpus symlink loop": _symlink_loop("corpus.jsonl"),
     "queries broken symlink": _broken_link,
     "folder symlink loop": _root_loop,
@@ -233,6 +242,15 @@ def test_fault_is_one_line_with_hint_and_store_unchanged(case: Case, store: Stor
         assert "\n" not in message
         message.encode("utf-8")  # printable: no lone surrogate reaches the terminal
     assert snapshot(store) == base_snapshot
+
+
+@pytest.mark.parametrize("split, expect", [("a\nb", "line break"), ("\tx", "a tab"),
+                                           ("x ", "whitespace")])
+def test_pairs_split_name_is_one_printable_word(split: str, expect: str, tmp_path: Path) -> None:
+    path = write(tmp_path / "p.jsonl", jsonl([{"query": "q", "positive": "p"}]))
+    with pytest.raises(DataError, match="split name") as info:
+        read_pairs(path, split=split)
+    assert expect in str(info.value) and "\n" not in str(info.value)
 
 
 def test_cli_fault_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,6 +23,7 @@ from embtui.data.validate import (
     refuse_existing,
     require_file,
     save,
+    split_problem,
 )
 from embtui.errors import DataError
 
@@ -89,6 +90,9 @@ def _split_files(qrels_dir: Path) -> list[Path]:
             raise DataError("qrels file is not a regular file", file=display_name(p),
                             hint="every .tsv entry in qrels/ must be a file holding one split")
         split = p.name[: -len(".tsv")]
+        if (problem := split_problem(split)) is not None:
+            raise DataError(problem, file=display_name(p),
+                            hint="rename the file: the split is its name without .tsv")
         if split in found:
             raise DataError(f"two files for split '{split}': {found[split].name} and {p.name}",
                             file=display_name(qrels_dir), hint="keep one of them")

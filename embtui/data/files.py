@@ -21,8 +21,10 @@ COMPRESSED_SUFFIXES = {".gz": "gzip", ".zst": "zstd", ".bz2": "bzip2", ".xz": "x
 
 
 def display_name(path: str | os.PathLike[str]) -> str:
-    """How a file is named in messages (the path as the user gave it)."""
-    return str(path)
+    """How a file is named in messages: the path as the user gave it, quoted and escaped when it
+    holds a line break or another unprintable character (messages stay one line)."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
 
 
 def stat_problem(path: Path) -> str | None:

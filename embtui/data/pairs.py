@@ -22,6 +22,7 @@ from embtui.data.validate import (
     refuse_existing,
     require_file,
     save,
+    split_problem,
     surrogate_problem,
 )
 from embtui.errors import DataError
@@ -62,6 +63,9 @@ def read_pairs(file: str | os.PathLike[str], *, split: str = "train") -> Importe
         )
     if not split or not split.strip():
         raise DataError("the split name must not be empty", file=name, hint="pass --split NAME")
+    if (problem := split_problem(split)) is not None:
+        raise DataError(problem, file=name,
+                        hint="pass --split NAME, one word such as train or dev")
     require_file(path, "pairs file")
     builder = _Builder(name, split, row_word="row" if kind == "parquet" else "line")
     if kind == "jsonl":

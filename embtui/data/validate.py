@@ -312,6 +312,16 @@ def parse_grade(value: str, *, file: str, line: int, field: str) -> int:
     return grade
 
 
+def split_problem(split: str) -> str | None:
+    """Why ``split`` cannot name a split (it shows in tables and on the command line), or None."""
+    for i, ch in enumerate(split):
+        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            return f"the split name {split!r} contains {describe_char(ch)} at position {i + 1}"
+    if split != split.strip():
+        return f"the split name {split!r} starts or ends with whitespace"
+    return None
+
+
 def examples(ids: Iterable[str]) -> str:
     ids = list(ids)
     shown = ", ".join(ids[:_EXAMPLES])
