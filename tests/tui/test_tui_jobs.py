@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 import embtui.jobs as jobs_api
 from embtui.jobs.files import try_slot
 from embtui.store.db import Workspace
@@ -61,8 +63,8 @@ async def test_e_evaluates_the_selected_models_and_the_run_appears(ws):
         assert len(app.workspace_data.runs) == 3
         assert f"#{runs[-1].id} bm25" in screen_text(app)
         table = pane.query_one("#jobs-table")
-        assert "100%" in str(table.get_cell(str(job_id), "progress"))
-        assert str(table.get_cell(str(job_id), "state")) == "done"
+        state = str(table.get_cell(str(job_id), "state")).splitlines()
+        assert state[0] == "done" and state[1].endswith("100%")
         await pilot.press("l")
         await settle(pilot)
         assert isinstance(app.screen, JobLogScreen)
@@ -111,3 +113,87 @@ async def test_evaluate_without_a_selection_says_what_to_do(ws):
         await pilot.pause()
         assert any("select models first" in n.message for n in app._notifications)
         assert jobs_api.list_jobs(ws) == []
+
+
+def _job(n, state, stage, **kw):
+    """A job as the watcher reports it, with the widest value of every fixed field."""
+    from embtui.jobs.api import JobInfo
+
+    fields = dict(id=f"261202-00000{n}-ab1{n}", kind="eval", state=state, progress=0.52,
+                  stage=stage, done=10, total=20, items_per_s=12345.6, eta_s=3599,
+                  device="cuda:10", batch_size=1024, pid=None, run_id=None,
+                  project="a-long-project-name", model="sentence-transformers/all-MiniLM-L6-v2",
+                  split="test", created_at=f"2026-12-02T00:00:0{n}", updated_at="", error=None,
+                  peak_rss_mb=None, peak_gpu_mb=None, log_tail="")
+    fields.update(kw)
+    return JobInfo(**fields)
+
+
+WIDEST = (("interrupted", "encode queries"), ("running", "encode documents"),
+          ("queued", "waiting for cuda:10"), ("cancelled", "encode queries"))
+
+
+@pytest.mark.parametrize("width", [80, 120])
+@pytest.mark.parametrize("sidebar", [True, False], ids=["sidebar", "no-sidebar"])
+async def test_fixed_fields_are_never_cut_and_columns_do_not_move(ws, width, sidebar):
+    from embtui.tui.panes.jobs import COLUMNS
+
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False, device_lister=lambda: [])
+    async with app.run_test(size=(width, 30)) as pilot:
+        await settle(pilot)
+        if not sidebar:
+            app.action_toggle_sidebar()
+        app.action_show_pane("jobs")
+        await settle(pilot)
+        table = app.pane("jobs").query_one("#jobs-table")
+        app.post_message(JobsPolled(tuple(_job(i, s, g) for i, (s, g) in enumerate(WIDEST))))
+        await settle(pilot)
+        text = screen_text(app)
+        for field in ("interrupted", "cancelled", "running", "queued", "encode queries",
+                      "encode docs", "wait cuda:10", "12,346/s", "59m59s", "cuda:10", "1024",
+                      "███░░░  52%"):
+            assert field in text, (field, text)
+        assert "sentence-transformers/all-MiniLM-L6-v2"[:10] in text  # free text: cut if need be
+        widths = [table.columns[c].width for c in COLUMNS]
+        # short values, and one job fewer: not one column moves
+        app.post_message(JobsPolled((_job(1, "done", "done", device="cpu", batch_size=8,
+                                          items_per_s=2.0, eta_s=None, model="bm25"),)))
+        await settle(pilot)
+        assert [table.columns[c].width for c in COLUMNS] == widths
+        assert "done" in screen_text(app)
+
+
+async def test_a_failed_job_says_why_in_its_row_and_in_a_notification(ws, tmp_path, tiny_model):
+    """A model whose weights are cut short fails in its worker: the row and the detail line
+    give the error (not just 'failed'), and the app watching the job notifies."""
+    import shutil
+
+    from embtui.engine.models import ModelSpec
+    from embtui.store import Store
+
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_model, broken)
+    for weights in broken.rglob("*.safetensors"):
+        weights.write_bytes(b"not a safetensors file")
+    Store.open(ws).save_model("broken", ModelSpec(str(broken), name="broken").to_dict())
+    app = make_app(ws)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.post_message(ModelToggled("broken"))
+        await settle(pilot)
+        await select_only(pilot, "broken")
+        app.action_show_pane("jobs")
+        await settle(pilot)
+        await pilot.press("e")
+        await wait_for(pilot, lambda: len(app.jobs) == 1 and app.jobs[0].state in
+                       ("done", "failed", "cancelled", "interrupted"), timeout=180)
+        job = app.jobs[0]
+        assert job.state == "failed" and job.error
+        await settle(pilot)
+        reason = job.error.splitlines()[0]
+        text = screen_text(app)
+        assert "✗ " + reason[:20] in text  # the row: the reason, cut to the column
+        detail = str(app.pane("jobs").query_one("#job-detail").render())
+        assert f"failed: {reason}" in detail.replace("\n", " ") or "failed: " + reason[:40] in detail
+        assert any(n.severity == "error" and reason[:30] in n.message
+                   for n in app._notifications), [n.message for n in app._notifications]

@@ -7,6 +7,7 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
+from textual.events import Resize
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
@@ -14,15 +15,50 @@ from embtui.tui.actions import bindings
 from embtui.tui.panes.base import Pane, focus_now
 from embtui.tui.widgets.progress_text import bar, eta, rate
 
-COLUMNS = ("id", "model", "state", "progress", "stage", "rate", "eta", "device", "batch", "split")
 ACTIVE = ("queued", "running")
+# Two lines a row, so that every fixed-width field fits a 55-column pane (80 columns with the
+# sidebar): (key, header, width). Fixed widths (the longest value + one space): a field is never
+# cut and the columns never move with the content; only the free text of "job" is cut to fit.
+FIXED: tuple[tuple[str, str, int], ...] = (
+    ("state", "state\nprogress", 12),   # "interrupted" / "██████ 100%"
+    ("stage", "stage\nrate", 15),       # "encode queries" / "12,345/s"
+    ("eta", "eta\ndevice", 8),          # "59m59s" / "cuda:10"
+    ("batch", "batch", 5),              # "1024"
+)
+FREE_MIN = 12
+COLUMNS = ("job",) + tuple(key for key, _h, _w in FIXED)
+STAGE_SHORT = {"encode documents": "encode docs", "starting": "starting"}
+
+
+def stage_text(stage: str | None) -> str:
+    """A stage in at most 14 characters: 'waiting for cuda:0' reads 'wait cuda:0'."""
+    s = str(stage or "")
+    if s.startswith("waiting for "):
+        s = "wait " + s[len("waiting for "):]
+    return STAGE_SHORT.get(s, s)
+
+
+def error_line(job: Any) -> str:
+    """The one line that says why a job failed (the first non-empty line of its error)."""
+    text = str(job.error or "")
+    return next((line.strip() for line in text.splitlines() if line.strip()), job.state)
+
+
+class _JobCell(Text):
+    """The free-text cell, carrying its job's id (the table sorts rows by it)."""
+
+    def __init__(self, text: Text, job_id: str) -> None:
+        super().__init__(no_wrap=True, overflow="crop")
+        self.append_text(text)
+        self.job_id = job_id
 
 
 class JobsPane(Pane):
     """Jobs table fed by the app's job watcher (polls every 0.5 s in a thread).
 
     e: evaluate the selected models on the current project/split (one detached worker each);
-    c: cancel; r: resume; l: log.
+    c: cancel; r: resume; l: log. Below the table: the job under the cursor in full (id, and why
+    it failed).
     """
 
     PANE_ID = "jobs"
@@ -42,19 +78,49 @@ class JobsPane(Pane):
         super().__init__(**kwargs)
         self.jobs: tuple[Any, ...] = ()
         self.jobs_error: str | None = None
+        self.free_width = FREE_MIN
 
     def compose(self) -> ComposeResult:
-        yield Static("e: evaluate the selected models · c: cancel · r: resume · l: log",
+        yield Static("e: evaluate · c: cancel · r: resume · ⏎: log",
                      id="jobs-hint", classes="hint")
-        yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
+        yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True, cell_padding=0,
+                        header_height=2)
+        yield Static(id="job-detail")
         yield Static(id="jobs-error", classes="error-area")
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for col in COLUMNS:
-            table.add_column(col, key=col)
+        table.add_column(self._free_header(FREE_MIN), key="job", width=FREE_MIN)
+        for key, header, width in FIXED:
+            table.add_column(Text(header), key=key, width=width)
+        self._fit_free_column()
+        self.show_detail()
         if self.jobs or self.jobs_error:
             self.show_jobs(self.jobs, self.jobs_error)
+
+    def on_resize(self, event: Resize) -> None:
+        self._fit_free_column()
+
+    def _fit_free_column(self) -> None:
+        """Give the free-text column what the fixed ones leave (a scrollbar's width spared)."""
+        table = self.query_one(DataTable)
+        room = max(table.size.width or self.size.width, 40)
+        width = max(FREE_MIN, room - sum(w for _k, _h, w in FIXED) - 2)
+        column = table.columns.get(next(k for k in table.columns if k.value == "job"))
+        if column is not None and column.width != width:
+            column.width = self.free_width = width
+            column.label = self._free_header(width)
+            table._require_update_dimensions = True  # no public API to re-size a column
+            table.refresh(layout=True)
+            if self.jobs:
+                self.show_jobs(self.jobs, self.jobs_error)
+
+    @staticmethod
+    def _free_header(width: int) -> Text:
+        lines = [Text("model  project/split"), Text("job id, or why it failed")]
+        for line in lines:
+            line.truncate(max(width - 1, 4), overflow="ellipsis")
+        return Text("\n").join(lines)
 
     def focus_default(self) -> None:
         focus_now(self.query_one(DataTable))
@@ -72,28 +138,40 @@ class JobsPane(Pane):
         seen = set()
         for job in self.jobs:
             seen.add(str(job.id))
-            cells = self._cells(job)
+            cells = self.cells(job)
             if str(job.id) in table.rows:
                 for col, value in zip(COLUMNS, cells):
                     table.update_cell(str(job.id), col, value)
             else:
-                table.add_row(*cells, key=str(job.id))
+                table.add_row(*cells, key=str(job.id), height=2)
         for key in [k for k in table.rows if k.value not in seen]:
             table.remove_row(key)
         if len(seen) > 1:
             order = {str(j.id): i for i, j in enumerate(self.jobs)}
-            table.sort("id", key=lambda cell: order.get(str(cell), 0))
+            table.sort("job", key=lambda cell: order.get(getattr(cell, "job_id", ""), 0))
+        self.show_detail()
 
-    @staticmethod
-    def _cells(job: Any) -> tuple[Any, ...]:
-        state = Text(job.state, style={"running": "bold", "failed": "bold red",
-                                       "done": "green"}.get(job.state, ""))
-        progress = bar(job.progress if job.state != "queued" else None)
-        return (str(job.id), Text(str(job.model or ""), overflow="ellipsis"), state, progress,
-                Text(str(job.stage or ""), overflow="ellipsis"),
-                rate(job.items_per_s) if job.state in ACTIVE else "",
-                eta(job.eta_s) if job.state in ACTIVE else "",
-                str(job.device or ""), str(job.batch_size or ""), str(job.split or ""))
+    def cells(self, job: Any) -> tuple[Any, ...]:
+        """The row of a job: two lines per cell, each line one field; free text cut to fit."""
+        active = job.state in ACTIVE
+        width = max(self.free_width - 1, 4)  # one space before the next column
+        head = Text.assemble(str(job.model or "?"), "  ", (f"{job.project}/{job.split}", "dim"))
+        second = (Text("✗ " + error_line(job), "red") if job.state == "failed"
+                  else Text(str(job.id), "dim"))
+        for line in (head, second):
+            line.truncate(width, overflow="ellipsis")
+        job_cell = _JobCell(Text("\n").join((head, second)), str(job.id))
+        state = Text.assemble(
+            (job.state, {"running": "bold", "failed": "bold red", "interrupted": "yellow",
+                         "done": "green"}.get(job.state, "")),
+            "\n", bar(job.progress if job.state != "queued" else None, width=6),
+            no_wrap=True, overflow="crop")
+        stage = Text.assemble(stage_text(job.stage), "\n",
+                              (rate(job.items_per_s) if active else "", "dim"),
+                              no_wrap=True, overflow="crop")
+        timing = Text.assemble(eta(job.eta_s) if active else "", "\n", str(job.device or ""),
+                               no_wrap=True, overflow="crop")
+        return (job_cell, state, stage, timing, Text(str(job.batch_size or ""), no_wrap=True))
 
     def selected_job(self) -> Any:
         table = self.query_one(DataTable)
@@ -101,6 +179,28 @@ class JobsPane(Pane):
             return None
         key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
         return next((j for j in self.jobs if str(j.id) == key), None)
+
+    def show_detail(self) -> None:
+        """The job under the cursor in full: id, model, project, and a failed job's reason."""
+        job = self.selected_job()
+        detail = self.query_one("#job-detail", Static)
+        detail.display = job is not None  # no empty bar under the table
+        if job is None:
+            detail.update("")
+            return
+        text = Text.assemble(("job ", "dim"), str(job.id), ("  ", ""), str(job.model or "?"),
+                             (" on ", "dim"), f"{job.project}/{job.split}")
+        if job.run_id is not None:
+            text.append_text(Text.assemble(("  run ", "dim"), f"#{job.run_id}"))
+        if job.state == "failed":
+            text.append_text(Text.assemble("\n", ("failed: ", "bold red"), error_line(job)))
+        elif job.state in ("cancelled", "interrupted") and job.error:
+            text.append_text(Text.assemble("\n", (f"{job.state}: ", "yellow"), error_line(job)))
+        detail.update(text)
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self) -> None:
+        self.show_detail()
 
     # -- actions ---------------------------------------------------------------------------------
     def action_evaluate(self) -> None:
