@@ -63,6 +63,18 @@ def _symlink_loop(name: str) -> Case:
     return case
 
 
+def _qrels_entry_link(kind: str) -> Case:
+    def case(d: Path) -> tuple[str, Path, list[str]]:
+        root = make_beir(d / "bad")
+        link = root / "qrels" / "dev.tsv"
+        if kind == "loop":
+            os.symlink(link, link)
+            return "beir", root, ["dev.tsv", "symlink loop"]
+        os.symlink(d / "nowhere.tsv", link)
+        return "beir", root, ["dev.tsv", "broken symlink", "nowhere.tsv"]
+    return case
+
+
 def _broken_link(d: Path) -> tuple[str, Path, list[str]]:
     root = make_beir(d / "bad")
     (root / "queries.jsonl").unlink()
@@ -222,6 +234,8 @@ FAULTS: dict[str, Case] = {
                                                ["p\\n.jsonl", "lone surrogate"]),
     "corpus symlink loop": _symlink_loop("corpus.jsonl"),
     "queries broken symlink": _broken_link,
+    "qrels split symlink loop": _qrels_entry_link("loop"),
+    "qrels split broken symlink": _qrels_entry_link("broken"),
     "folder symlink loop": _root_loop,
     "pairs symlink loop": _pairs_loop,
 }

@@ -71,7 +71,12 @@ def _split_files(qrels_dir: Path) -> list[Path]:
     """qrels/<split>.tsv (any case of .tsv); anything that looks like one but cannot be read is an
     error rather than a split silently left out."""
     found: dict[str, Path] = {}
-    for p in sorted(qrels_dir.iterdir()):
+    try:
+        entries = sorted(qrels_dir.iterdir())
+    except OSError as exc:
+        raise DataError(f"cannot list the qrels folder: {exc.strerror or exc}",
+                        file=display_name(qrels_dir), hint="check its permissions") from None
+    for p in entries:
         if p.name.startswith("."):
             continue
         lower = p.name.lower()
