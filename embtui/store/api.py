@@ -329,6 +329,26 @@ class Store:
         with self.ws.transaction() as con:
             con.execute("DELETE FROM models WHERE name = ?", [name])
 
+    # -- per-project view state (the app's split, selected models, k, baseline) ----------------
+    def view_states(self) -> dict[str, dict[str, Any]]:
+        """project -> the view state the app saved for it."""
+        with self.ws.connect() as con:
+            rows = con.execute("SELECT key, value FROM meta WHERE key LIKE 'view:%'").fetchall()
+        out = {}
+        for key, value in rows:
+            try:
+                state = json.loads(value)
+            except ValueError:
+                continue  # a damaged entry is forgotten, never fatal
+            if isinstance(state, dict):
+                out[key[len("view:"):]] = state
+        return out
+
+    def save_view_state(self, project: str, state: dict[str, Any]) -> None:
+        with self.ws.transaction() as con:
+            con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                        ["view:" + project, json.dumps(state, sort_keys=True)])
+
     # -- runs ---------------------------------------------------------------------------------
     def create_run(
         self,

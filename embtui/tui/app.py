@@ -32,6 +32,7 @@ from embtui.tui.panes.project import ProjectPane
 from embtui.tui.panes.query import QueryPane
 from embtui.tui.widgets.sidebar import WorkspaceTree
 from embtui.tui.widgets.status_bar import StatusBar
+from embtui.tui.workspace_watch import WorkspaceWatchMixin, read_workspace
 
 if TYPE_CHECKING:  # pragma: no cover
     from embtui.store import Store
@@ -46,7 +47,7 @@ JOB_POLL_S = 0.5
 
 
 
-class EmbtuiApp(App[int]):
+class EmbtuiApp(WorkspaceWatchMixin, App[int]):
     """Explore a workspace: pick a project, compare models on real queries, run evaluations."""
 
     TITLE = "embtui"
@@ -134,8 +135,7 @@ class EmbtuiApp(App[int]):
             from embtui.engine.demo import ensure_demo
 
             seeded = ensure_demo(store)
-        data = WorkspaceData(str(store.ws.root), tuple(store.list_projects()), store.list_models(),
-                             tuple(store.list_runs()))
+        data = read_workspace(store)
         self.post_message(WorkspaceLoaded(data, seeded_demo=seeded, store=store, project=project))
 
     @work(thread=True, exclusive=True, group="warmup", exit_on_error=False,
@@ -179,9 +179,15 @@ class EmbtuiApp(App[int]):
         """Loud by default: any worker that fails shows its error (one line, no traceback)."""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             err = event.worker.error
-            from embtui.errors import EmbtuiError
+            from embtui.errors import EmbtuiError, crash_log, resource_error
 
-            text = str(err) if isinstance(err, EmbtuiError) else f"{type(err).__name__}: {err}"
+            fault = resource_error(err) if isinstance(err, Exception) else None
+            if isinstance(err, EmbtuiError) or fault is not None:
+                text = str(fault or err)
+            else:  # a bug: its traceback goes to a log file, the screen gets one line
+                ws = self.store.ws.root if self.store is not None else None
+                log = crash_log(err, ws)
+                text = f"internal error: {type(err).__name__}: {err} (traceback in {log})"
             self.notify(text, title=event.worker.description or event.worker.name,
                         severity="error", timeout=8)
 
@@ -194,6 +200,7 @@ class EmbtuiApp(App[int]):
         self.workspace_data = data
         if first and self.poll_jobs:
             self.watch_jobs(data.root)
+            self.watch_workspace(data.root)  # runs and projects other sessions make appear
         if message.seeded_demo:
             self.notify("Imported the bundled demo project (SciFact, 400 documents).",
                         title="Welcome to embtui")
@@ -209,7 +216,7 @@ class EmbtuiApp(App[int]):
         known = set(data.model_names())
         models = tuple(m for m in old.models if m in known)
         if not self._selection_set and project is not None:
-            models = self._default_selection(data, project, split)
+            split, models = self._restored_view(data, project, split)  # as left last time
             self._selection_set = True
         self.context = Context(project, split, models, old.revision + 1)
         self.status_bar.workspace = Path(data.root).name
@@ -228,6 +235,7 @@ class EmbtuiApp(App[int]):
         status.models = context.models
         if self.workspace_data is not None:
             self.sidebar.show(self.workspace_data, context)
+            self.remember_view(context.project, split=context.split, models=context.models)
 
     @on(WarmedUp)
     def show_warm(self, message: WarmedUp) -> None:
@@ -272,7 +280,8 @@ class EmbtuiApp(App[int]):
         splits = list(info.splits) if info else []
         split = ctx.split if ctx.split in splits else ("test" if "test" in splits or not splits
                                                       else splits[0])
-        self.context = Context(message.project, split, ctx.models, ctx.revision + 1)
+        split, models = self._restored_view(self.workspace_data, message.project, split, ctx.models)
+        self.context = Context(message.project, split, models, ctx.revision + 1)
 
     @on(ModelToggled)
     def toggle_model(self, message: ModelToggled) -> None:

@@ -33,6 +33,8 @@ class WorkspaceData:
     projects: tuple["ProjectInfo", ...] = ()
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: tuple["RunInfo", ...] = ()
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Saved view state per project (split, models, k, baseline per split)."""
 
     def project(self, name: str | None) -> "ProjectInfo | None":
         return next((p for p in self.projects if p.name == name), None)

@@ -10,7 +10,7 @@ from typing import Any
 from textual.worker import WorkerState
 
 # Workers that run for the app's lifetime, never "complete".
-BACKGROUND_GROUPS = ("job-watch",)
+BACKGROUND_GROUPS = ("job-watch", "workspace-watch")
 
 
 async def settle(pilot: Any, timeout: float = 20.0, extra_groups: tuple[str, ...] = ()) -> None:

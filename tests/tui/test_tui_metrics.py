@@ -99,3 +99,109 @@ async def test_x_exports_csv_and_markdown_into_the_workspace(ws):
         assert f"| {run.metrics['ndcg@10']:.4f} |" in md
         assert any("metrics-demo-test-k10.csv" in n.message for n in app._notifications)
         assert "exported" in pane.query_one("#metrics-note").render().plain
+
+
+# -- runs you can manage, views that stay fresh and remember (issue 11, items 5 and 7) ----------
+async def _wait_for(pilot, condition, timeout: float = 120.0, what: str = "condition") -> None:
+    """Wait (no fixed sleep) until ``condition()`` holds, pumping the app's messages."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause()
+        await asyncio.sleep(0.05)
+
+
+async def test_delete_key_asks_then_deletes_the_run_and_its_rows(ws):
+    from embtui.tui.screens.confirm import ConfirmScreen
+
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        pane = await open_metrics(pilot)
+        table = pane.query_one("#metrics-table")
+        table.move_cursor(row=[r["run"] for r in pane.rows].index(2))
+        await pilot.press("delete")
+        await _wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        assert "Delete run #2 (tiny on demo/test)" in screen_text(app)
+        await pilot.press("n")  # no: nothing happens
+        await settle(pilot)
+        assert {r.id for r in app.store.list_runs()} == {1, 2}
+        await pilot.press("delete")
+        await _wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await pilot.press("y")
+        await _wait_for(pilot, lambda: "2" not in table.rows, what="row #2 to go")
+        await settle(pilot)
+        assert {r.id for r in app.store.list_runs()} == {1}
+        assert app.store.run_rankings(2) == {}
+        assert set(table.rows) == {"1"}
+        assert all(node.data != ("run", 2) for node in _tree_nodes(app.sidebar))
+
+
+def _tree_nodes(tree):
+    stack = [tree.root]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(node.children)
+
+
+async def test_baseline_and_k_survive_a_restart(ws):
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        pane = await open_metrics(pilot)
+        pane.query_one("#metrics-table").move_cursor(row=0)
+        await pilot.press("b", "k")
+        assert pane.baseline == 1 and pane.k == 100
+        await settle(pilot)
+    assert app.store.view_states()["demo"]["baseline"] == {"test": 1}
+    again = EmbtuiApp(ws, warmup=False, poll_jobs=False)
+    async with again.run_test(size=(160, 40)) as pilot:
+        pane = await open_metrics(pilot)
+        assert pane.baseline == 1 and pane.k == 100
+        assert "◆#1" in screen_text(again) and "baseline #1" in screen_text(again)
+
+
+async def test_split_and_selected_models_survive_a_restart(ws):
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("escape", "2", "t")  # next split: train
+        await settle(pilot)
+        assert app.context.split == "train"
+        from embtui.tui.messages import ModelToggled
+
+        app.post_message(ModelToggled("bm25"))
+        await settle(pilot)
+        chosen = app.context.models
+    again = EmbtuiApp(ws, warmup=False, poll_jobs=False)
+    async with again.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        assert again.context.split == "train" and again.context.models == chosen
+
+
+async def test_runs_made_by_another_process_appear_without_a_key(ws):
+    import subprocess
+    import sys
+
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=True)
+    app.workspace_watch_s = 0.2
+    async with app.run_test(size=(160, 40)) as pilot:
+        pane = await open_metrics(pilot)
+        table = pane.query_one("#metrics-table")
+        assert set(table.rows) == {"1", "2"}
+        # another session: a new project and a new run, written by separate processes
+        from tests.conftest import DEMO
+
+        for argv in (["import", "beir", str(DEMO), "--project", "other"],
+                     ["eval", "--project", "demo", "--model", "bm25", "--force", "--k", "10"]):
+            proc = subprocess.run([sys.executable, "-m", "embtui", "--workspace", str(ws), *argv],
+                                  capture_output=True, text=True, timeout=300)
+            assert proc.returncode == 0, proc.stderr
+        new_run = max(r.id for r in app.store.list_runs())
+        await _wait_for(pilot, lambda: str(new_run) in table.rows, what=f"run #{new_run} in Metrics")
+        await _wait_for(pilot, lambda: any(n.data == ("project", "other") for n in _tree_nodes(app.sidebar)),
+                        what="project 'other' in the sidebar")
+        assert any(n.data == ("run", new_run) for n in _tree_nodes(app.sidebar))

@@ -122,3 +122,51 @@ async def test_real_device_list_has_the_cpu(ws):
     async with app.run_test(size=(140, 48)) as pilot:
         pane = await open_models(pilot)
         assert "cpu" in pane.query_one("#device-table").rows
+
+
+# -- names checked at add time, bm25 without runtime settings (issue 11, items 3 and 10) ----------
+async def test_an_unknown_hub_id_is_refused_at_add_time_offline(ws, monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False, device_lister=fixed_devices)
+    async with app.run_test(size=(140, 48)) as pilot:
+        pane = await open_models(pilot)
+        t0 = time.perf_counter()
+        await pilot.press("a", *"org/no-such-model", "enter")
+        await settle(pilot)
+        assert time.perf_counter() - t0 < 10  # Pilot typing included; the check itself is a stat
+        area = pane.query_one("#spec-error")
+        text = str(area.render())
+        assert area.has_class("-shown") and "unknown model 'org/no-such-model'" in text
+        assert "available offline" in text and "bm25" in text
+        assert app.store.get_model("org/no-such-model") is None
+        assert "org/no-such-model" not in pane.query_one("#model-table").rows
+
+
+async def test_adding_an_existing_name_is_refused(ws):
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False, device_lister=fixed_devices)
+    async with app.run_test(size=(140, 48)) as pilot:
+        pane = await open_models(pilot)
+        before = app.store.get_model("tiny")
+        await pilot.press("a", *"bm25", "tab", *"tiny", "enter")
+        await settle(pilot)
+        assert "already saved" in str(pane.query_one("#spec-error").render())
+        assert app.store.get_model("tiny") == before
+
+
+async def test_bm25_shows_no_precision_batch_or_device(ws):
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False, device_lister=fixed_devices)
+    async with app.run_test(size=(140, 60)) as pilot:
+        pane = await open_models(pilot)
+        table = pane.query_one("#model-table")
+        row = [str(c) for c in table.get_row("bm25")]
+        assert row[3:7] == ["–"] * 4 and "fp32" not in row
+        assert "fp32" in [str(c) for c in table.get_row("tiny")]
+        table.move_cursor(row=table.get_row_index("bm25"))
+        await pilot.pause()
+        assert pane.query_one("#edit-precision").disabled and pane.query_one("#edit-batch_size").disabled
+        assert "nothing to tune" in str(pane.query_one("#edit-title").render())
+        table.move_cursor(row=table.get_row_index("tiny"))
+        await pilot.pause()
+        assert not pane.query_one("#edit-precision").disabled

@@ -82,6 +82,7 @@ class MetricsPane(Pane):
         self.marks_error = ""
         self.pending: dict[str, tuple[Any, ...] | None] = {"corrected": None, "marks": None}
         self.export_note = ""
+        self._view: tuple[Any, ...] | None = None  # (project, split) whose saved state is applied
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="metrics-bar"):
@@ -107,6 +108,18 @@ class MetricsPane(Pane):
             if self.k not in ks:
                 self.k = 10 if 10 in ks else ks[-1]
             select.value = self.k
+        view = (ctx.project, ctx.split)
+        if view != self._view:  # another project or split: its saved k and baseline
+            self._view = view
+            saved = self._saved()
+            saved_k = saved.get("k")
+            if isinstance(saved_k, int) and saved_k in ks and saved_k != self.k:
+                self.set_reactive(MetricsPane.k, saved_k)
+                with select.prevent(Select.Changed):
+                    select.value = saved_k
+            base = (saved.get("baseline") or {}).get(ctx.split)
+            self.set_reactive(MetricsPane.baseline,
+                              base if any(r.id == base for r in self.runs) else None)
         if self.baseline is not None and all(r.id != self.baseline for r in self.runs):
             self.baseline = None
         # runs or judgments may have changed: compute again
@@ -276,7 +289,17 @@ class MetricsPane(Pane):
         key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
         return int(key) if key and key.isdigit() else None
 
+    def _saved(self) -> dict[str, Any]:
+        saved_view = getattr(self.app, "saved_view", None)
+        return saved_view(self.context.project) if saved_view is not None else {}
+
+    def _remember(self, **changes: Any) -> None:
+        remember = getattr(self.app, "remember_view", None)
+        if remember is not None and self._view == (self.context.project, self.context.split):
+            remember(self.context.project, **changes)
+
     def watch_k(self) -> None:
+        self._remember(k=self.k)
         self.show_table()
 
     def watch_sort_key(self) -> None:
@@ -286,6 +309,7 @@ class MetricsPane(Pane):
         self.show_table()
 
     def watch_baseline(self) -> None:
+        self._remember(baseline=(self.context.split, self.baseline))  # survives a restart
         self.show_table()
 
     def watch_corrected(self) -> None:
@@ -381,6 +405,35 @@ class MetricsPane(Pane):
         from embtui.tui.screens.deltas import DeltaScreen
 
         self.app.push_screen(DeltaScreen(message.comparison, message.run_id))
+
+    def action_delete_run(self) -> None:
+        """del: delete the run under the cursor, after a confirmation."""
+        from embtui.tui.screens.confirm import ConfirmScreen
+
+        rid = self._cursor_run()
+        run = next((r for r in self.runs if r.id == rid), None)
+        if run is None or self.store is None:
+            self.notify("no run under the cursor", severity="warning")
+            return
+        question = (f"Delete run #{run.id} ({run.model_name} on {run.project}/{run.split}) with its "
+                    "rankings, metrics and index files? Tags and marks made on it stay.")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.delete_run(run.id)
+
+        self.app.push_screen(ConfirmScreen(question, yes=f"Delete #{run.id}"), answered)
+
+    @work(thread=True, group="metrics-delete", exit_on_error=False, description="delete a run")
+    def delete_run(self, run_id: int) -> None:
+        from embtui.engine.runs import delete_runs
+        from embtui.tui.messages import WorkspaceChanged
+
+        store = self.store
+        assert store is not None
+        delete_runs(store, [run_id])  # an EmbtuiError (a job still writing it) is notified
+        self.app.call_from_thread(self.notify, f"deleted run #{run_id}", timeout=3)
+        self.post_message(WorkspaceChanged())
 
     def action_export(self) -> None:
         if self.store is None or self.context.project is None:

@@ -162,11 +162,13 @@ class ModelsPane(Pane):
             spec = data.spec_dict(name) or {"model": name}
             dim = next((r.info.get("embedding_dim") for r in reversed(data.runs)
                         if r.model_name == name and r.info.get("embedding_dim")), None)
+            lexical = str(spec.get("model", name)).lower() == "bm25"  # no precision/batch/device
+            runtime = ([Text("–", style="dim")] * 4 if lexical else
+                       [spec.get("device", "auto"), spec.get("precision", "fp32"),
+                        str(spec.get("batch_size", "")), str(spec.get("max_seq_length") or "")])
             table.add_row(Text("[x]" if name in self.context.models else "[ ]"), Text(name),
                           Text(short_source(str(spec.get("model", name))), overflow="ellipsis"),
-                          spec.get("device", "auto"), spec.get("precision", "fp32"),
-                          str(spec.get("batch_size", "")), str(spec.get("max_seq_length") or ""),
-                          str(dim or spec.get("truncate_dim") or ""), key=name)
+                          *runtime, str(dim or spec.get("truncate_dim") or ""), key=name)
         if table.row_count:
             table.move_cursor(row=min(max(cursor, 0), table.row_count - 1))
             self.edit(self._cursor_model())
@@ -205,6 +207,12 @@ class ModelsPane(Pane):
         for field, _label, _kind in TEXT_FIELDS:
             value = spec.get(field)
             self.query_one(f"#edit-{field}", Input).value = "" if value is None else str(value)
+        lexical = source.lower() == "bm25"  # a lexical model has no device, precision, batch, prompts
+        for wid in ("#edit-device", "#edit-precision", *(f"#edit-{f}" for f, _l, _k in TEXT_FIELDS)):
+            self.query_one(wid).disabled = lexical
+        if lexical:
+            self.query_one("#edit-title", Label).update(
+                Text(f"Edit spec: {name}  (bm25: lexical, nothing to tune here)"))
         self.show_spec_error("")
 
     def _device_options(self, current: str | None = None) -> None:
@@ -266,6 +274,10 @@ class ModelsPane(Pane):
             return
         if not name:
             name = Path(model).name if model.startswith((".", "/", "~")) else model
+        if self.data is not None and name in self.data.models:
+            self.show_spec_error(f"a model named '{name}' is already saved: edit it below, or give "
+                                 "the new one another name")
+            return
         try:
             spec = ModelSpec(model=model, name=name)
         except EmbtuiError as exc:
@@ -276,13 +288,16 @@ class ModelsPane(Pane):
     @work(thread=True, exclusive=True, group="save-spec", exit_on_error=False,
           description="save a model spec")
     def save_spec(self, name: str, spec: dict[str, Any], added: bool = False) -> None:
-        from embtui.engine.models import ModelSpec, resolve_source
+        from embtui.engine.models import ModelSpec, check_model_name, resolve_source
         from embtui.errors import EmbtuiError
 
         store = self.store
         assert store is not None
         try:
-            resolve_source(ModelSpec.from_dict(spec))  # a wrong path fails now, not in a job
+            if added:  # an unknown name fails now (offline at once; online one hub call), not in a job
+                check_model_name(ModelSpec.from_dict(spec), store)
+            else:
+                resolve_source(ModelSpec.from_dict(spec))  # a wrong path fails now, not in a job
             store.save_model(name, spec)
         except EmbtuiError as exc:
             self.post_message(self.SpecSaved(name, str(exc), added))

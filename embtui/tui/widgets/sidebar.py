@@ -52,7 +52,7 @@ class WorkspaceTree(Tree[NodeData]):
             if ("project", project.name) == cursor:
                 restore = pnode
             models = pnode.add("models", data=("group", f"{project.name}/models"), expand=True)
-            for name in data.model_names(project.name):
+            for name in _listed_models(data, project.name):
                 on = name in context.models
                 node = models.add_leaf(Text.assemble(("[x] " if on else "[ ] "), name),
                                        data=("model", name))
@@ -101,6 +101,13 @@ class WorkspaceTree(Tree[NodeData]):
             self._toggle(node)
         elif node is not None:
             node.toggle()
+
+
+def _listed_models(data: WorkspaceData, project: str) -> list[str]:
+    """Saved specs, then models with a run here that did not fail (a mistyped name that only left
+    failed runs behind is not a model)."""
+    ok = {r.model_name for r in data.runs_of(project) if r.status not in ("failed", "cancelled")}
+    return [n for n in data.model_names(project) if n in data.models or n in ok]
 
 
 def _short_root(root: str) -> str:
