@@ -20,6 +20,7 @@ def _store(args: argparse.Namespace, create: bool = True) -> Any:
 
     root = Path(args.workspace) if args.workspace else default_workspace()
     ws = Workspace(root)
+    ws.check_paths()
     if not create and not ws.exists():
         raise EmbtuiError(f"no embtui workspace at {ws.root}",
                           "pass --workspace DIR or create one with `embtui import`")
@@ -192,11 +193,14 @@ def _hnsw_config(args: argparse.Namespace) -> Any:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from embtui.engine.devices import check_device_name
-    from embtui.engine.evaluate import EvalRequest, run_evaluation, write_trec_run
+    from embtui.engine.evaluate import (EvalRequest, check_run_file, depth_note, run_evaluation,
+                                        write_trec_run)
     from embtui.engine.metrics import parse_ks
     from embtui.engine.models import resolve_spec
 
     ks = parse_ks(args.k)
+    if args.run_file:
+        check_run_file(args.run_file)  # before any run row exists
     if args.device:
         check_device_name(args.device)
     store = _store(args, create=False)
@@ -209,8 +213,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         requests.append(EvalRequest(project=args.project, model=spec, split=args.split,
                                     device=args.device, index=args.index, hnsw=hnsw, ks=ks,
                                     ignore_identical_ids=args.ignore_identical_ids,
+                                    skip_unanswerable=args.skip_unanswerable,
                                     depth=1000 if args.run_file else None,
                                     cache_dtype="float16" if args.cache_f16 else "float32"))
+    note = depth_note(requests[0], store.get_project(args.project).documents) if requests else None
+    if note:  # said once, not per model
+        print(f"embtui: note: {note}", file=sys.stderr)
     reused: dict[int, Any] = {}  # request index -> identical finished run
     if not args.force:
         from embtui.engine.runs import find_identical_run, identical_note
@@ -418,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-file", metavar="PATH", help="write a TREC run file (top 1000)")
     p.add_argument("--ignore-identical-ids", action="store_true",
                    help="drop a query's own id from its results (ArguAna, Quora)")
+    p.add_argument("--skip-unanswerable", action="store_true",
+                   help="leave judged queries with no relevant document out of the means "
+                        "(default: they count as 0, as in trec_eval, BEIR and MTEB)")
     p.add_argument("--cache-f16", action="store_true", help="store cached embeddings as float16")
     p.add_argument("--detach", action="store_true", help="run as background job(s); print job ids")
     p.add_argument("--force", action="store_true",
@@ -444,10 +455,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = getattr(args, "func", cmd_tui)
+    """Run one command. A mistake or a resource fault (disk full, read-only or damaged workspace)
+    is one line and exit 2; a bug is one line pointing at a crash log with the traceback, exit 1."""
+    args: argparse.Namespace | None = None
     try:
+        from embtui.errors import check_environment
+
+        check_environment()
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        func: Callable[[argparse.Namespace], int] = getattr(args, "func", cmd_tui)
         return func(args)
     except EmbtuiError as exc:
         print(f"embtui: error: {exc}", file=sys.stderr)
@@ -458,6 +475,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `embtui runs | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except MemoryError:
+        print("embtui: error: out of memory (try a smaller --batch-size, fewer --k cutoffs, or a "
+              "machine with more memory)", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback on screen
+        return _report_crash(exc, args)
+
+
+def _report_crash(exc: Exception, args: argparse.Namespace | None) -> int:
+    from embtui.errors import crash_log, resource_error
+
+    fault = resource_error(exc)
+    if fault is not None:
+        print(f"embtui: error: {fault}", file=sys.stderr)
+        return 2
+    workspace = None
+    try:
+        from embtui.store import default_workspace
+
+        root = Path(args.workspace) if args is not None and args.workspace else default_workspace()
+        workspace = root if root.is_dir() else None
+    except Exception:  # noqa: BLE001 - a bad workspace setting must not hide the crash
+        pass
+    log = crash_log(exc, workspace)
+    first = (str(exc).splitlines() or [""])[0][:200]
+    where = f"the traceback is in {log}" if log else "no crash log could be written"
+    print(f"embtui: internal error: {type(exc).__name__}: {first} ({where}; please report it)",
+          file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -66,10 +66,13 @@ def trec_order(docs: dict[str, float]) -> list[str]:
     return sorted(docs, key=rank.__getitem__)
 
 
-def assert_matches_trec(result: MetricResult, qrels, run, ks=KS, level=1) -> None:
+def assert_matches_trec(result: MetricResult, qrels, run, ks=KS, level=1, skip_unanswerable=False) -> None:
     expected = trec_per_query(qrels, run, ks, level)
     names = metric_names(ks)
-    relevant = {q for q, j in qrels.items() if any(g >= level for g in j.values())}
+    answerable = {q for q, j in qrels.items() if any(g >= level for g in j.values())}
+    # trec_eval's convention: every judged query counts, those with no relevant judgment as 0
+    relevant = answerable if skip_unanswerable else {q for q, j in qrels.items() if j}
+    assert set(result.unanswerable) == relevant - answerable
     assert set(result.scored) == relevant
     assert set(result.per_query) == relevant
     for q in relevant:
@@ -85,9 +88,9 @@ def assert_matches_trec(result: MetricResult, qrels, run, ks=KS, level=1) -> Non
     for name in names:
         mean = sum(expected[q][name] if q in run else 0.0 for q in relevant) / len(relevant)
         assert abs(result.aggregate[name] - mean) < TOL, name
-    # queries pytrec_eval scores but we skip: judged without a relevant doc
+    # queries pytrec_eval scores but --skip-unanswerable leaves out: judged without a relevant doc
     for q in set(qrels) - relevant:
-        assert result.skipped[q] == "no relevant judgment"
+        assert result.skipped[q] == ("no relevant judgment" if qrels[q] else "no judgments")
     for q in set(run) - set(qrels):
         assert result.skipped[q] == "not judged"
 
@@ -217,15 +220,63 @@ def test_zero_grade_judgments_are_not_relevant_and_give_no_gain():
         assert_matches_trec(result, qrels, run, ks=(1, 3, 5, 10))
 
 
-def test_query_with_only_grade_zero_judgments_is_skipped():
+def test_query_with_only_grade_zero_judgments_counts_zero_as_trec_eval():
     qrels = {"good": {"a": 1}, "bad": {"a": 0, "b": 0}, "bad2": {}}
     run = {"good": {"a": 1.0}, "bad": {"a": 1.0, "b": 0.5}}
     for result in all_paths(qrels, run):
+        assert result.scored == ("good", "bad")
+        assert result.unanswerable == ("bad",)
+        assert set(result.per_query["bad"].values()) == {0.0}
+        assert result.skipped == {"bad2": "no judgments"}
+        assert result.summary() == ("2 queries scored (1 with no relevant judgment, scored 0 as "
+                                    "trec_eval does), 1 skipped (1 with an empty judgment list)")
+        assert result.aggregate["ndcg@10"] == 0.5
+        assert_matches_trec(result, qrels, run)
+
+
+def test_mean_equals_pytrec_eval_with_unanswerable_queries():
+    # the defect: 5 judged queries with no relevant doc made the mean higher than trec_eval's
+    rng = np.random.default_rng(7)
+    qrels, run = {}, {}
+    for i in range(40):
+        docs = {f"d{j}": float(rng.random()) for j in range(30)}
+        run[f"q{i}"] = docs
+        grades = {f"d{j}": int(rng.integers(0, 3)) for j in rng.choice(30, 6, replace=False)}
+        if i < 5:
+            grades = dict.fromkeys(grades, 0)
+        qrels[f"q{i}"] = grades
+    ev = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "map_cut.100", "recall.100"}).evaluate(run)
+    for result in all_paths(qrels, run):
+        assert len(result.scored) == 40 and len(result.unanswerable) == 5
+        for ours, theirs in [("ndcg@10", "ndcg_cut_10"), ("map@100", "map_cut_100"), ("recall@100", "recall_100")]:
+            want = sum(v[theirs] for v in ev.values()) / len(ev)
+            assert abs(result.aggregate[ours] - want) < TOL, ours
+        assert_matches_trec(result, qrels, run)
+    old = evaluate_run(qrels, run, skip_unanswerable=True)
+    assert len(old.scored) == 35 and old.aggregate["ndcg@10"] > all_paths(qrels, run)[0].aggregate["ndcg@10"]
+
+
+def test_level_above_grades_keeps_ndcg_gain_as_trec_eval():
+    qrels = {"q": {"a": 1, "b": 1}}
+    run = {"q": {"a": 2.0, "b": 1.0, "c": 0.5}}
+    for result in all_paths(qrels, run, ks=(1, 3), level=2):
+        assert result.unanswerable == ("q",)
+        assert result.per_query["q"]["ndcg@3"] == 1.0 and result.per_query["q"]["p@3"] == 0.0
+        assert_matches_trec(result, qrels, run, ks=(1, 3), level=2)
+
+
+def test_skip_unanswerable_keeps_the_old_behaviour():
+    qrels = {"good": {"a": 1}, "bad": {"a": 0, "b": 0}, "bad2": {}}
+    run = {"good": {"a": 1.0}, "bad": {"a": 1.0, "b": 0.5}}
+    for result in [evaluate_run(qrels, run, skip_unanswerable=True),
+                   evaluate(qrels, rank_run(run), skip_unanswerable=True)]:
         assert result.scored == ("good",)
         assert "bad" not in result.per_query
-        assert result.skipped == {"bad": "no relevant judgment", "bad2": "no relevant judgment"}
-        assert result.summary() == "1 query scored, 2 skipped (2 with no relevant judgment)"
+        assert result.skipped == {"bad": "no relevant judgment", "bad2": "no judgments"}
+        assert result.summary() == ("1 query scored, 2 skipped (1 with no relevant judgment, "
+                                    "1 with an empty judgment list)")
         assert result.aggregate["ndcg@10"] == 1.0
+        assert_matches_trec(result, qrels, run, skip_unanswerable=True)
 
 
 def test_below_relevance_level_still_gains_in_ndcg():
@@ -370,10 +421,14 @@ def test_nan_score_is_rejected():
 
 
 def test_nothing_scored():
-    result = evaluate({"q": {"a": 0}}, {})
+    result = evaluate({"q": {"a": 0}}, {}, skip_unanswerable=True)
     assert result.scored == () and result.per_query == {}
     assert math.isnan(result.aggregate["ndcg@10"])
     assert result.summary() == "0 queries scored, 1 skipped (1 with no relevant judgment)"
+    result = evaluate({"q": {}}, {})
+    assert result.scored == () and math.isnan(result.aggregate["ndcg@10"])
+    result = evaluate({"q": {"a": 0}}, {})
+    assert result.scored == ("q",) and result.missing == ("q",) and result.aggregate["ndcg@10"] == 0.0
 
 
 def test_evaluate_arrays_direct():
@@ -387,3 +442,22 @@ def test_evaluate_arrays_direct():
     # R == 0 scores 0 rather than dividing by zero
     out = evaluate_arrays(np.array([[1]]), np.array([0]), np.array([[0]]), ks=(1,))
     assert all(v[0] == 0.0 for v in out.values())
+
+
+def test_huge_cutoff_costs_what_the_ranking_length_does():
+    # --k 100000000 on a small project once allocated proportional to k (20 GB, OOM-killed)
+    import tracemalloc
+
+    qrels, run = random_case(3, n_queries=50)
+    n = max(len(d) for d in run.values())
+    big = 100_000_000
+    tracemalloc.start()
+    results = all_paths(qrels, run, ks=(big,))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 * 2**20, peak
+    small = evaluate_run(qrels, run, ks=(n + 50,))
+    for result in results:
+        for fam in ("ndcg", "mrr", "map", "recall", "success"):
+            assert abs(result.aggregate[f"{fam}@{big}"] - small.aggregate[f"{fam}@{n + 50}"]) < TOL, fam
+        assert abs(result.aggregate[f"p@{big}"] - small.aggregate[f"p@{n + 50}"] * (n + 50) / big) < TOL

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata as md
 import json
+import os
 import platform
 import resource
 import sys
@@ -18,12 +19,12 @@ import pyarrow as pa
 
 import embtui
 from embtui.engine.encode import DEFAULT_CHUNK_TEXTS, Encoder
-from embtui.engine.metrics import DEFAULT_KS, MetricResult, evaluate
+from embtui.engine.metrics import DEFAULT_KS, MetricResult, check_ks, evaluate
 from embtui.engine.models import ModelSpec, effective_max_seq_length, resolve_source
 from embtui.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
 from embtui.engine.search import (HnswConfig, HnswIndex, choose_index, exact_search, recall_at_k,
                                   tie_order_for)
-from embtui.errors import Cancelled, EmbtuiError
+from embtui.errors import Cancelled, EmbtuiError, resource_error
 from embtui.store import Corpus, RunInfo, Store
 
 INDEX_KINDS = ("auto", "exact", "hnsw")
@@ -47,10 +48,16 @@ class EvalRequest:
     cache_dtype: str = "float32"
     chunk_texts: int | None = None  # texts per committed cache chunk (resume granularity)
     max_in_memory_bytes: int | None = None  # larger corpus matrices are memory-mapped from disk
+    # judged queries with no relevant document: counted as 0 like trec_eval (False) or left out
+    skip_unanswerable: bool = False
 
     def __post_init__(self) -> None:
         if self.index not in INDEX_KINDS:
             raise EmbtuiError(f"unknown index '{self.index}'", f"use one of {', '.join(INDEX_KINDS)}")
+        object.__setattr__(self, "ks", check_ks(self.ks))
+        if self.depth is not None and (isinstance(self.depth, bool) or not isinstance(self.depth, int)
+                                       or self.depth < 1):
+            raise EmbtuiError(f"result depth {self.depth!r} must be a positive integer")
 
     @property
     def result_depth(self) -> int:
@@ -62,7 +69,8 @@ class EvalRequest:
                 "device": self.device, "index": self.index, "hnsw": self.hnsw.to_dict(),
                 "ks": list(self.ks), "ignore_identical_ids": self.ignore_identical_ids,
                 "depth": self.depth, "cache_dtype": self.cache_dtype, "chunk_texts": self.chunk_texts,
-                "max_in_memory_bytes": self.max_in_memory_bytes}
+                "max_in_memory_bytes": self.max_in_memory_bytes,
+                "skip_unanswerable": self.skip_unanswerable}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EvalRequest":
@@ -117,8 +125,10 @@ class _Stages:
     def __init__(self, progress: ProgressCallback) -> None:
         self.progress = progress
         self.timings: dict[str, float] = {}
+        self.current = "starting"
 
     def start(self, stage: str, total: int = 0) -> float:
+        self.current = stage
         self.progress(Progress(stage, 0, total))
         return time.perf_counter()
 
@@ -157,7 +167,15 @@ def run_evaluation(store: Store, req: EvalRequest, *, progress: ProgressCallback
         store.fail_run(run_id, "cancelled", status="cancelled")
         raise
     except BaseException as exc:
-        store.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+        fault = (resource_error(exc, _writing(store, stages.current), at=store.ws.root)
+                 if isinstance(exc, Exception) else None)
+        try:
+            store.fail_run(run_id, str(fault) if fault else f"{type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001 - e.g. the disk is full: the original error says why
+            if fault is None:
+                raise
+        if fault is not None and fault is not exc:
+            raise fault from exc
         raise
     finally:
         (store.ws.runs_dir / f"run-{run_id}-documents.f32.npy").unlink(missing_ok=True)
@@ -171,10 +189,15 @@ def _evaluate(store: Store, req: EvalRequest, run_id: int, corpus: Corpus, queri
     spec = req.model
     qids = list(queries)
     qtexts = [queries[q] for q in qids]
-    depth = req.result_depth + (1 if req.ignore_identical_ids else 0)
+    # no ranking is longer than the corpus: a huge k or depth costs what the corpus size does
+    keep = min(req.result_depth, len(corpus))
+    depth = min(keep + (1 if req.ignore_identical_ids else 0), len(corpus))
     tie_order = tie_order_for(corpus.ids)
     info: dict[str, Any] = {"documents": len(corpus), "queries": len(qids),
                             "corpus_hash": corpus_hash(corpus)}
+    if keep < req.result_depth:  # index_config keeps the depth asked for; info the one searched
+        info["depth_searched"] = keep
+        info["depth_note"] = depth_note(req, len(corpus))
     fp: str | None
     used_device: str | None
 
@@ -223,8 +246,8 @@ def _evaluate(store: Store, req: EvalRequest, run_id: int, corpus: Corpus, queri
 
     cancel.check()
     t0 = stages.start("score", len(qids))
-    rankings = _rankings(qids, corpus.ids, idx, scores, req.ignore_identical_ids, req.result_depth)
-    result = evaluate(qrels, rankings, ks=req.ks)
+    rankings = _rankings(qids, corpus.ids, idx, scores, req.ignore_identical_ids, keep)
+    result = evaluate(qrels, rankings, ks=req.ks, skip_unanswerable=req.skip_unanswerable)
     stages.end("metrics_s", t0)
     n_q = max(len(qids), 1)
     if "search_s" in stages.timings:
@@ -232,6 +255,8 @@ def _evaluate(store: Store, req: EvalRequest, run_id: int, corpus: Corpus, queri
     info["scored"] = len(result.scored)
     info["skipped"] = len(result.skipped)
     info["skipped_reasons"] = _count_reasons(result.skipped)
+    info["unanswerable"] = len(result.unanswerable)
+    info["skip_unanswerable"] = req.skip_unanswerable
     info["summary"] = result.summary()
     info["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     gpu = _gpu_peak_mb(used_device)
@@ -243,6 +268,24 @@ def _evaluate(store: Store, req: EvalRequest, run_id: int, corpus: Corpus, queri
                      device=used_device, model_fingerprint=fp,
                      index_config=index_config)
     return EvalResult(store.get_run(run_id), result, rankings)
+
+
+def depth_note(req: EvalRequest, documents: int) -> str | None:
+    """One line saying that k/depth were capped at the corpus size, or None when they were not."""
+    if req.result_depth <= documents:
+        return None
+    what = f"k {max(req.ks)}" if max(req.ks) >= (req.depth or 0) else f"depth {req.depth}"
+    return (f"{what} is more than the {documents} documents of project '{req.project}': each query "
+            f"ranks all {documents} (metrics @k past that are computed exactly, as trec_eval does)")
+
+
+def _writing(store: Store, stage: str) -> str:
+    """What a stage writes, for a disk-full message."""
+    if stage.startswith("encode "):
+        return f"encoding {stage[7:]} (writing the embedding cache in {store.ws.cache_dir})"
+    if stage == "build index":
+        return f"building the index (writing it in {store.ws.index_dir})"
+    return f"the '{stage}' step (writing in the workspace {store.ws.root})"
 
 
 def _search(store: Store, req: EvalRequest, kind: str, metric: str, doc_vecs: np.ndarray,
@@ -343,6 +386,23 @@ def _query_metrics_table(result: MetricResult) -> pa.Table:
                      "value": pa.array(v, pa.float64())})
 
 
+def check_run_file(path: str | Path) -> Path:
+    """Fail now, in one line, if a TREC run file cannot be written at ``path`` (a folder, a
+    missing or unwritable parent folder): called before a run is created, not after it is stored."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise EmbtuiError(f"--run-file {path} is a folder", f"give a file name, e.g. {p / 'run.trec'}")
+    parent = p.absolute().parent
+    if not parent.exists():
+        raise EmbtuiError(f"--run-file {path}: the folder {parent} does not exist",
+                          f"create it first (mkdir -p {parent}) or pick another path")
+    if not parent.is_dir():
+        raise EmbtuiError(f"--run-file {path}: {parent} is not a folder", "pick another path")
+    if not os.access(parent, os.W_OK):
+        raise EmbtuiError(f"--run-file {path}: cannot write in {parent}", "pick a writable folder")
+    return p
+
+
 def write_trec_run(path: str | Path, rankings: dict[str, list[tuple[str, float]]], tag: str,
                    depth: int | None = None) -> int:
     """Write a TREC run file (``qid Q0 docid rank score tag``); returns the number of lines.
@@ -353,10 +413,14 @@ def write_trec_run(path: str | Path, rankings: dict[str, list[tuple[str, float]]
     n = 0
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for qid, row in rankings.items():
-            for rank, (doc, score) in enumerate(row[:depth] if depth else row, 1):
-                f.write(f"{qid} Q0 {doc} {rank} {score!r} {tag}\n")
-                n += 1
-    tmp.replace(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for qid, row in rankings.items():
+                for rank, (doc, score) in enumerate(row[:depth] if depth else row, 1):
+                    f.write(f"{qid} Q0 {doc} {rank} {score!r} {tag}\n")
+                    n += 1
+        tmp.replace(path)
+    except OSError as exc:  # e.g. the disk filled up: leave no half-written file behind
+        tmp.unlink(missing_ok=True)
+        raise resource_error(exc, f"writing the run file {path}") or exc
     return n

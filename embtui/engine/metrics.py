@@ -16,6 +16,7 @@ from embtui.errors import DataError, EmbtuiError
 __all__ = [
     "DEFAULT_KS",
     "METRIC_FAMILIES",
+    "REASON_NO_JUDGMENTS",
     "REASON_NO_RELEVANT",
     "REASON_NOT_JUDGED",
     "MetricResult",
@@ -24,6 +25,7 @@ __all__ = [
     "evaluate_run",
     "metric_names",
     "parse_ks",
+    "check_ks",
     "parse_metric",
     "rank_run",
 ]
@@ -42,11 +44,13 @@ __all__ = [
 # * mrr@k = recip_rank on the ranking cut to k; map@k = map_cut_k (divided by R, the total
 #   number of relevant judgments, not min(R, k)); recall@k = recall_k; p@k = P_k (always / k);
 #   success@k = success_k; r-precision = Rprec (relevant in the top R / R).
-# * Queries: a qrels query with at least one relevant judgment is scored; one missing from the
-#   ranking (or with an empty ranking) scores 0 on every metric (trec_eval -c). Unlike
-#   pytrec_eval, which scores every query of the run (those with no relevant judgment get 0),
-#   queries with no relevant judgment are skipped and reported, as are ranked queries that have
-#   no judgments at all.
+# * Queries: every qrels query with at least one judgment is scored; one missing from the
+#   ranking (or with an empty ranking) scores 0 on every metric (trec_eval -c). A query whose
+#   judgments are all below the relevance level ("unanswerable") is counted as trec_eval counts
+#   it: 0 on every metric but nDCG (which, as in trec_eval, still gains from grades between 0 and
+#   the level, so it is 0 unless relevance_level > 1); so the mean equals trec_eval's. With
+#   ``skip_unanswerable=True`` such queries are left out of the mean instead, and reported.
+#   Ranked queries with no judgments at all are never scored (trec_eval ignores them too).
 # * A doc id repeated within one query's ranking counts once, at its first (best) rank.
 
 DEFAULT_KS: tuple[int, ...] = (1, 3, 5, 10, 100)
@@ -55,10 +59,12 @@ RPREC = "r-precision"
 
 REASON_NO_RELEVANT = "no relevant judgment"
 REASON_NOT_JUDGED = "not judged"
+REASON_NO_JUDGMENTS = "no judgments"
 
 _SKIP_PHRASES = {
     REASON_NO_RELEVANT: "with no relevant judgment",
     REASON_NOT_JUDGED: "ranked but not in qrels",
+    REASON_NO_JUDGMENTS: "with an empty judgment list",
 }
 
 # evaluate_run compares each relevant doc's score with every score of its query in one broadcast
@@ -92,11 +98,16 @@ def parse_ks(text: str) -> tuple[int, ...]:
     return tuple(sorted(values))
 
 
-def _check_ks(ks: Iterable[int]) -> tuple[int, ...]:
+def check_ks(ks: Iterable[int]) -> tuple[int, ...]:
+    """Cutoffs given as numbers (API, job files): each a positive integer; sorted, de-duplicated."""
+    if isinstance(ks, str):
+        return parse_ks(ks)
+    if isinstance(ks, (int, np.integer)) and not isinstance(ks, bool):
+        ks = (ks,)
     out = set()
     for k in ks:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise EmbtuiError(f"cutoff {k!r} must be a positive integer")
+            raise EmbtuiError(f"cutoff {k!r} must be a positive integer", hint="give positive integers like 1,3,10")
         out.add(int(k))
     if not out:
         raise EmbtuiError("no cutoffs given", hint="give positive integers like 1,3,10")
@@ -105,7 +116,7 @@ def _check_ks(ks: Iterable[int]) -> tuple[int, ...]:
 
 def metric_names(ks: Iterable[int] = DEFAULT_KS) -> list[str]:
     """All metric names for these cutoffs, family by family then by k, with ``r-precision`` last."""
-    ks = _check_ks(ks)
+    ks = check_ks(ks)
     return [f"{family}@{k}" for family in METRIC_FAMILIES for k in ks] + [RPREC]
 
 
@@ -208,12 +219,15 @@ def evaluate_arrays(
     """Score many queries at once from their grade matrices; returns metric -> float64 array [Q].
 
     ``grades[q, i]``: the grade of the doc at rank i + 1 of query q (0 when unjudged or past the
-    end of the ranking; negative grades count as 0 gain). It needs as many columns as the largest
-    cutoff, and, for r-precision, ``min(R, ranking length)``; missing columns read as 0.
+    end of the ranking; negative grades count as 0 gain); missing columns read as 0, so it needs
+    only as many columns as the rankings are long (for r-precision, ``min(R, ranking length)``).
+    Memory stays proportional to the columns given, not to the cutoffs: ``p@100000000`` on a
+    300-document ranking costs what ``p@300`` does (and is 1/100000000 of its hit count).
     ``num_rel[q]``: R, the number of judgments of q with grade >= relevance_level.
     ``ideal[q]``: the grades of ALL of q's judgments sorted descending (0-padded), at least as
     many columns as the largest nDCG cutoff (missing columns read as 0).
-    A query with R == 0 scores 0 everywhere (trec_eval does the same).
+    A query with R == 0 scores 0 everywhere except nDCG, which (as in trec_eval) still gains
+    from grades below ``relevance_level``.
     """
     level = _check_level(relevance_level)
     names = _resolve_metrics(ks, metrics)
@@ -230,7 +244,9 @@ def evaluate_arrays(
     parsed = [parse_metric(n) for n in names]
     cut_ks = [k for _, k in parsed if k is not None]
     kmax = max(cut_ks, default=0)
-    width = max(kmax, grades.shape[1])
+    # past the given columns every grade (and past ideal's, every ideal grade) is 0, so a cutoff
+    # beyond both reads the same cumulative values as the last column: never pad to a huge k
+    width = max(grades.shape[1], min(kmax, max(ideal.shape[1], 1)))
     if grades.shape[1] < width:
         grades = np.pad(grades, ((0, 0), (0, width - grades.shape[1])))
 
@@ -241,7 +257,7 @@ def evaluate_arrays(
     deepest: dict[str, int] = {}
     for family, k in parsed:
         if k is not None:
-            deepest[family] = max(deepest.get(family, 0), k)
+            deepest[family] = max(deepest.get(family, 0), min(k, width))
     kcount = max((deepest.get(f, 0) for f in ("p", "recall", "success", "map")), default=0)
     rel_cum = np.cumsum(grades[:, :kcount] >= level, axis=1, dtype=np.int32) if kcount else None
     out: dict[str, np.ndarray] = {}
@@ -263,9 +279,10 @@ def evaluate_arrays(
     first_rel = None
     if "mrr" in deepest:
         rel = grades[:, : deepest["mrr"]] >= level
-        first_rel = np.where(rel.any(axis=1), np.argmax(rel, axis=1), deepest["mrr"])
+        first_rel = np.where(rel.any(axis=1), np.argmax(rel, axis=1), np.inf)
 
-    for name, (family, k) in zip(names, parsed):
+    for name, (family, cutoff) in zip(names, parsed):
+        k = min(cutoff, width) if cutoff is not None else None
         if family == RPREC:
             cols = np.arange(grades.shape[1])
             hits = ((grades >= level) & (cols[None, :] < num_rel[:, None])).sum(axis=1)
@@ -274,7 +291,7 @@ def evaluate_arrays(
             idcg = idcg_cum[:, k - 1]
             val = np.divide(dcg_cum[:, k - 1], idcg, out=np.zeros(nq), where=idcg > 0)
         elif family == "p":
-            val = rel_cum[:, k - 1] / float(k)
+            val = rel_cum[:, k - 1] / float(cutoff)
         elif family == "recall":
             val = rel_cum[:, k - 1] / safe_r
         elif family == "success":
@@ -282,8 +299,8 @@ def evaluate_arrays(
         elif family == "map":
             val = ap_cum[:, k - 1] / safe_r
         else:  # mrr
-            val = np.where(first_rel < k, 1.0 / (first_rel + 1.0), 0.0)
-        out[name] = np.where(has_rel, val, 0.0).astype(np.float64)
+            val = np.where(first_rel < k, 1.0 / (first_rel + 1.0), 0.0)  # inf: none found
+        out[name] = (val if family == "ndcg" else np.where(has_rel, val, 0.0)).astype(np.float64)
     return out
 
 
@@ -296,7 +313,8 @@ class MetricResult:
 
     ``aggregate`` is the mean over ``scored`` (NaN when nothing was scored); ``per_query`` holds
     every scored query, including those in ``missing`` (scored queries the ranking lacked, all
-    metrics 0); ``skipped`` gives the reason for every query left out.
+    metrics 0) and in ``unanswerable`` (scored queries with no relevant judgment: 0, as trec_eval
+    counts them); ``skipped`` gives the reason for every query left out.
     """
 
     aggregate: dict[str, float]
@@ -304,12 +322,18 @@ class MetricResult:
     scored: tuple[str, ...]
     skipped: dict[str, str]
     missing: tuple[str, ...] = field(default=())
+    unanswerable: tuple[str, ...] = field(default=())
 
     def summary(self) -> str:
         n = len(self.scored)
         text = f"{n} {'query' if n == 1 else 'queries'} scored"
+        notes = []
         if self.missing:
-            text += f" ({len(self.missing)} not in the ranking, scored 0)"
+            notes.append(f"{len(self.missing)} not in the ranking, scored 0")
+        if self.unanswerable:
+            notes.append(f"{len(self.unanswerable)} with no relevant judgment, scored 0 as trec_eval does")
+        if notes:
+            text += f" ({'; '.join(notes)})"
         if self.skipped:
             counts: dict[str, int] = {}
             for reason in self.skipped.values():
@@ -325,10 +349,12 @@ class MetricResult:
 class _Judged:
     """Per scored query: positive-grade judgments, R and the ideal grades (cut at kmax)."""
 
-    __slots__ = ("qids", "positive", "num_rel", "ideal", "skipped")
+    __slots__ = ("qids", "positive", "num_rel", "ideal", "skipped", "unanswerable")
 
-    def __init__(self, qrels: Mapping[str, Mapping[str, int]], level: int, kmax: int) -> None:
+    def __init__(self, qrels: Mapping[str, Mapping[str, int]], level: int, kmax: int,
+                 skip_unanswerable: bool = False) -> None:
         self.qids: list[str] = []
+        self.unanswerable: list[str] = []
         self.positive: list[dict[str, int]] = []
         num_rel: list[int] = []
         ideal_flat: list[int] = []
@@ -337,9 +363,14 @@ class _Judged:
         for qid, judged in qrels.items():
             pos = {d: g for d, g in judged.items() if g > 0}
             r = sum(1 for g in pos.values() if g >= level)
-            if r == 0:
-                self.skipped[qid] = REASON_NO_RELEVANT
+            if not judged:
+                self.skipped[qid] = REASON_NO_JUDGMENTS
                 continue
+            if r == 0:
+                if skip_unanswerable:
+                    self.skipped[qid] = REASON_NO_RELEVANT
+                    continue
+                self.unanswerable.append(qid)
             self.qids.append(qid)
             self.positive.append(pos)
             num_rel.append(r)
@@ -387,7 +418,8 @@ def _result(judged: _Judged, grades: np.ndarray, names, level, missing, not_judg
     skipped = dict(judged.skipped)
     for qid in not_judged:
         skipped[qid] = REASON_NOT_JUDGED
-    return MetricResult(aggregate, per_query, tuple(judged.qids), skipped, tuple(missing))
+    return MetricResult(aggregate, per_query, tuple(judged.qids), skipped, tuple(missing),
+                        tuple(judged.unanswerable))
 
 
 def evaluate(
@@ -396,18 +428,20 @@ def evaluate(
     ks: Iterable[int] = DEFAULT_KS,
     metrics: Sequence[str] | None = None,
     relevance_level: int = 1,
+    skip_unanswerable: bool = False,
 ) -> MetricResult:
     """Score rankings that are already in rank order (entries ``(doc_id, score)`` or doc ids).
 
     ``metrics`` (names like ``"ndcg@10"``, any k) overrides ``ks``; by default every family is
     computed at every k in ``ks`` plus r-precision. A doc id repeated within one ranking counts
-    once, at its first rank.
+    once, at its first rank. Judged queries with no relevant document count as 0 (trec_eval's
+    convention); ``skip_unanswerable`` leaves them out of the mean instead.
     """
     level, names, kmax, want_rprec = _plan(ks, metrics, relevance_level)
-    judged = _Judged(qrels, level, kmax)
+    judged = _Judged(qrels, level, kmax, skip_unanswerable)
     missing: list[str] = []
     rankings: list[tuple[int, Sequence, int]] = []
-    width = kmax
+    width = 0  # grade columns: as deep as the rankings go, never as deep as a huge cutoff
     for qi, (qid, r) in enumerate(zip(judged.qids, judged.num_rel.tolist())):
         entries = ranked.get(qid)
         if entries is None or len(entries) == 0:
@@ -446,6 +480,7 @@ def evaluate_run(
     ks: Iterable[int] = DEFAULT_KS,
     metrics: Sequence[str] | None = None,
     relevance_level: int = 1,
+    skip_unanswerable: bool = False,
 ) -> MetricResult:
     """Score a run of ``{query: {doc: score}}``; same result as ``evaluate(qrels, rank_run(run))``.
 
@@ -453,12 +488,12 @@ def evaluate_run(
     each is found by counting the docs that outrank it (trec_eval's order, float32 scores).
     """
     level, names, kmax, want_rprec = _plan(ks, metrics, relevance_level)
-    judged = _Judged(qrels, level, kmax)
+    judged = _Judged(qrels, level, kmax, skip_unanswerable)
     hit_q: list[int] = []
     hit_rank: list[int] = []
     hit_grade: list[int] = []
     missing: list[str] = []
-    width = kmax
+    width = 0
     for qi, (qid, pos, r) in enumerate(zip(judged.qids, judged.positive, judged.num_rel.tolist())):
         docs = run.get(qid)
         if not docs:

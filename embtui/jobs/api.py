@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from embtui.errors import EmbtuiError, NotFound
+from embtui.errors import EmbtuiError, NotFound, env_number
 from embtui.jobs.files import JobPaths, append_log, hostname, read_json, tail, write_json_atomic
 from embtui.store.db import Workspace
 from embtui.store.jobs import TERMINAL_STATES, JobRow, JobStore
@@ -28,7 +28,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from embtui.engine.evaluate import EvalRequest
 
 # A running worker rewrites its heartbeat about every second; this much silence means it is gone.
-HEARTBEAT_TIMEOUT_S = float(os.environ.get("EMBTUI_JOBS_HEARTBEAT_TIMEOUT", "30"))
+HEARTBEAT_TIMEOUT_S = 30.0  # $EMBTUI_JOBS_HEARTBEAT_TIMEOUT overrides it (read when used)
+
+
+def heartbeat_timeout_s() -> float:
+    return env_number("EMBTUI_JOBS_HEARTBEAT_TIMEOUT", HEARTBEAT_TIMEOUT_S, minimum=1)
 # A freshly spawned worker may need a while (imports, model load) before its first heartbeat.
 STARTUP_GRACE_S = 90.0
 LOG_TAIL_LINES = 20
@@ -129,11 +133,11 @@ def _dead_reason(row: JobRow, prog: dict[str, Any]) -> str | None:
     now = time.time()
     if prog.get("pid") == row.pid and prog.get("heartbeat"):
         silent = now - float(prog["heartbeat"])
-        if silent > HEARTBEAT_TIMEOUT_S:
+        if silent > heartbeat_timeout_s():
             return f"interrupted: no heartbeat from worker {row.pid} for {silent:.0f} s"
     elif row.updated_at is not None:
         silent = now - row.updated_at.timestamp()
-        if silent > max(HEARTBEAT_TIMEOUT_S, STARTUP_GRACE_S):
+        if silent > max(heartbeat_timeout_s(), STARTUP_GRACE_S):
             return f"interrupted: worker {row.pid} never reported after {silent:.0f} s"
     return None
 
@@ -227,7 +231,7 @@ def submit_eval(workspace: str | os.PathLike[str] | Workspace, request: "EvalReq
 
     resolve_source(request.model)           # a model folder that does not exist fails here too
     if chunk_texts is None:
-        chunk_texts = int(os.environ.get("EMBTUI_CHUNK_TEXTS") or DEFAULT_CHUNK_TEXTS)
+        chunk_texts = int(env_number("EMBTUI_CHUNK_TEXTS", DEFAULT_CHUNK_TEXTS, integer=True, minimum=1))
     if chunk_texts < 1:
         raise EmbtuiError(f"chunk size must be at least 1 text, got {chunk_texts}")
     request = _absolute_model_path(request)
@@ -382,7 +386,7 @@ def set_jobs_per_device(workspace: str | os.PathLike[str] | Workspace, slots: in
 
 def jobs_per_device(ws: Workspace) -> int:
     """``$EMBTUI_JOBS_PER_DEVICE``, else the workspace setting, else 1."""
-    env = os.environ.get("EMBTUI_JOBS_PER_DEVICE")
+    env = env_number("EMBTUI_JOBS_PER_DEVICE", 0, integer=True, minimum=1, example="2")
     value = env or JobStore(ws).setting("jobs_per_device")
     try:
         return max(1, int(value)) if value else 1

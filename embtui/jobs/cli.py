@@ -233,8 +233,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             print(f"  ... and {len(report.orphans) - 20} more")
     for f in report.fixed:
         print(f"fixed: {f}")
+    # a database that does not open is beyond --fix (the message says what to do instead)
+    db_bad = any(c["check"] == "database" and not c["ok"] for c in report.checks)
     print("workspace is healthy" if report.ok else "workspace has problems"
-          + ("" if args.fix else " (some can be repaired with `embtui doctor --fix`)"))
+          + ("" if args.fix or db_bad else " (some can be repaired with `embtui doctor --fix`)"))
     return 0 if report.ok else 1
 
 
