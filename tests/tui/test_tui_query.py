@@ -94,8 +94,11 @@ async def test_cached_dataset_query_needs_no_model_but_free_text_loads_it(ws):
         assert columns(app)["tiny"].state == "ready"
 
 
-async def test_a_model_without_cached_embeddings_says_to_evaluate_it(ws):
+async def test_a_model_without_cached_embeddings_says_to_evaluate_it(ws, monkeypatch):
+    """Over the on-demand limit (tests/tui/test_tui_live.py has the encode under it)."""
     from embtui.store import Store
+
+    monkeypatch.setenv("EMBTUI_LIVE_ENCODE_MAX_DOCS", "100")
 
     Store(ws).save_model("all-MiniLM-L6-v2", {"model": "all-MiniLM-L6-v2", "name": "all-MiniLM-L6-v2"})
     app = make_app(ws)

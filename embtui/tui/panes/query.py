@@ -20,6 +20,7 @@ from textual.worker import get_current_worker
 from embtui.tui.actions import bindings
 from embtui.tui.heap import freeze_heap
 from embtui.tui.panes.base import Pane, focus_now
+from embtui.tui.panes.query_live import LiveColumns
 from embtui.tui.widgets.hit_list import HitList
 
 DEBOUNCE_S = 0.15
@@ -30,7 +31,7 @@ SEARCH_DEPTH = 100  # hits searched per model, so a relevant document below the 
 LIVE_TORCH_THREADS = 1
 
 
-class QueryPane(Pane):
+class QueryPane(LiveColumns, Pane):
     """Live search. Each model searches in its own thread worker (BM25 answers while a dense
     model still loads); results and states come back as messages tagged with the keystroke
     sequence number, and stale ones are dropped."""
@@ -87,6 +88,7 @@ class QueryPane(Pane):
         self._searchers: dict[tuple[Any, ...], Any] = {}
         self._searchers_lock = threading.Lock()
         self._columns_for: tuple[str, ...] | None = None
+        self._live_init()
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="type a query · ctrl+o: pick a dataset query", id="query-input")
@@ -116,6 +118,7 @@ class QueryPane(Pane):
         existing = {c.model: c for c in box.query(HitList)}
         for model, column in existing.items():
             if model not in models:
+                self.stop_encode(model)
                 column.remove()
         box.query(".no-models").remove()
         if not models:
@@ -132,6 +135,7 @@ class QueryPane(Pane):
             dropped = [s for k, s in self._searchers.items() if k[0] != keep_project]
             self._searchers = {k: s for k, s in self._searchers.items() if k[0] == keep_project}
         for searcher in dropped:
+            self.stop_encode(searcher.spec.name)
             searcher.unload()
 
     def column(self, model: str) -> HitList | None:
@@ -242,18 +246,26 @@ class QueryPane(Pane):
         return searcher
 
     def search_model(self, searcher: Any, model: str, text: str, seq: int) -> None:
-        """Thread worker: prepare (cached vectors), load the model if the text needs it, search."""
+        """Thread worker: prepare (cached vectors), load the model if the text needs it, search.
+
+        A model lacking some documents searches those cached (a job encodes the rest) or encodes
+        them on demand first (see LiveColumns)."""
         from embtui.engine.live import NotEvaluated
         from embtui.errors import EmbtuiError
 
         worker = get_current_worker()
         t0 = time.perf_counter()
+        note: str | None = ""
         try:
             if not searcher.prepared:
                 self.post_message(self.ModelState(model, seq, "preparing", "reading cached embeddings…"))
                 searcher.prepare()
             if worker.is_cancelled:
                 return
+            if not searcher.complete:
+                note = self.partial_note(searcher, model, seq)
+                if note is None or worker.is_cancelled:
+                    return
             if searcher.needs_model(text):
                 self.post_message(self.ModelState(model, seq, "loading", "loading model…"))
                 searcher.load_model()
@@ -272,7 +284,7 @@ class QueryPane(Pane):
             return
         if not worker.is_cancelled:
             self.post_message(self.ResultsReady(model, seq, text, hits,
-                                                (time.perf_counter() - t0) * 1000))
+                                                (time.perf_counter() - t0) * 1000, note or ""))
 
     @on(ModelState)
     def show_model_state(self, message: ModelState) -> None:
@@ -286,7 +298,8 @@ class QueryPane(Pane):
         if column is None or message.seq < column.shown_seq:
             return
         grades = self.qrels.get(self.query_id or "", {}) if message.text == self.text else {}
-        column.show_hits(message.hits, grades, message.seq, message.text, message.elapsed_ms)
+        column.show_hits(message.hits, grades, message.seq, message.text, message.elapsed_ms,
+                         message.note)
 
     # -- documents and dataset queries -----------------------------------------------------------------
     @on(HitList.DocumentSelected)

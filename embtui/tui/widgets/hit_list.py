@@ -12,6 +12,8 @@ from textual.message import Message
 from textual.widgets import ListItem, ListView, Static
 
 SNIPPET_CHARS = 240
+# States of a column with nothing ranked yet: documents being encoded (on demand or by a job).
+NO_HITS_STATES = ("encoding", "waiting", "stopped")
 
 
 class HitRow(ListItem):
@@ -72,15 +74,17 @@ class HitList(Vertical):
         for row in self.query(HitRow):
             row.display = False
 
-    def show_status(self, state: str, message: str = "") -> None:
-        """``state`` is a short word for tests and the subtitle; ``message`` the visible line."""
+    def show_status(self, state: str, message: str = "", wrap: bool = False) -> None:
+        """``state`` is a short word for tests and the subtitle; ``message`` the visible line
+        (wrapped for problems, encoding states and ``wrap``; else cut to one line)."""
         self.state = state
         self.status_message = message or state
         problem = state in ("not evaluated", "error")
         self.set_class(problem, "-problem")
+        wrap = wrap or problem or state in NO_HITS_STATES
         self.query_one(".hit-status", Static).update(
-            Text(message or state, no_wrap=not problem, overflow="ellipsis"))
-        if problem:
+            Text(message or state, no_wrap=not wrap, overflow="ellipsis"))
+        if problem or state in NO_HITS_STATES:
             for row in self.query(HitRow):
                 row.display = False
 
@@ -134,9 +138,10 @@ class HitList(Vertical):
                 parts.append(f"{missing} ✓ not in top {len(ranked)}")
         if elapsed_ms is not None:
             parts.append(f"{elapsed_ms:.0f} ms")
-        if note:
-            parts.append(note)
-        self.show_status("ready" if hits else "empty", " · ".join(parts) if hits else "no hits")
+        if note:  # what was searched (part of the corpus) comes first: it qualifies the rest
+            parts.insert(0, note)
+        self.show_status("ready" if hits else "empty", " · ".join(parts) if hits else
+                         (f"no hits · {note}" if note else "no hits"), wrap=bool(note))
 
     @on(ListView.Selected)
     def open_hit(self, event: ListView.Selected) -> None:
