@@ -303,3 +303,80 @@ def test_oserror_from_a_full_disk_anywhere_is_one_line(ws: Path, monkeypatch: py
     line = one_line(err)
     assert line.startswith(f"embtui: error: disk full while writing {ws / 'out.bin'}, ")
     assert " free; nothing half-written was kept" in line
+
+
+# ------------------------------------------------------------------------------ trec_eval's convention
+
+
+def test_unanswerable_queries_count_as_zero_like_trec_eval(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import pytrec_eval
+
+    from embtui.engine.compare import corrected_result, run_values
+    from embtui.store import Store
+
+    # the demo with five test queries whose judgments are all 0 (judged, none relevant)
+    data = tmp_path / "beir"
+    shutil.copytree(DEMO, data)
+    lines = (data / "qrels" / "test.tsv").read_text().splitlines()
+    qids = list(dict.fromkeys(ln.split("\t")[0] for ln in lines[1:]))[:5]
+    rows = [lines[0]] + [ln if ln.split("\t")[0] not in qids else ln.rsplit("\t", 1)[0] + "\t0"
+                         for ln in lines[1:]]
+    (data / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n")
+    ws = str(tmp_path / "ws")
+    assert run_cli(capsys, "--workspace", ws, "import", "beir", str(data), "--project", "p")[0] == 0
+    run_file = tmp_path / "run.trec"
+    code, out, err = run_cli(capsys, "--workspace", ws, "eval", "--project", "p", "--model", "bm25",
+                             "--json", "--run-file", str(run_file))
+    assert code == 0, err
+    (run,) = json.loads(out)["runs"]
+    assert run["info"]["scored"] == 100 and run["info"]["unanswerable"] == 5
+    assert run["info"]["summary"] == ("100 queries scored (5 with no relevant judgment, scored 0 as "
+                                      "trec_eval does)")
+    qrels: dict[str, dict[str, int]] = {}
+    for ln in rows[1:]:
+        q, d, g = ln.split("\t")
+        qrels.setdefault(q, {})[d] = int(g)
+    trec: dict[str, dict[str, float]] = {}
+    for ln in run_file.read_text().splitlines():
+        q, _, d, _, s, _ = ln.split()
+        trec.setdefault(q, {})[d] = float(s)
+    ref = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100"}).evaluate(trec)
+    assert len(ref) == 100
+    assert abs(run["metrics"]["ndcg@10"] - sum(v["ndcg_cut_10"] for v in ref.values()) / 100) < 1e-9
+    assert abs(run["metrics"]["recall@100"] - sum(v["recall_100"] for v in ref.values()) / 100) < 1e-9
+
+    code, out, err = run_cli(capsys, "--workspace", ws, "eval", "--project", "p", "--model", "bm25",
+                             "--json", "--skip-unanswerable")
+    assert code == 0, err
+    (old,) = json.loads(out)["runs"]
+    assert old["id"] != run["id"]  # another convention: not "identical", a run of its own
+    assert old["info"]["scored"] == 95 and old["info"]["skip_unanswerable"] is True
+    assert old["metrics"]["ndcg@10"] == pytest.approx(run["metrics"]["ndcg@10"] * 100 / 95)
+    assert "5 skipped (5 with no relevant judgment)" in old["info"]["summary"]
+    # the per-query vectors behind compare/report hold the zeros; re-scoring keeps each run's convention
+    store = Store.open(ws)
+    new_run, old_run = store.get_run(run["id"]), store.get_run(old["id"])
+    values = run_values(store, new_run, "ndcg@10")
+    assert len(values) == 100 and all(values[q] == 0.0 for q in qids)
+    assert len(run_values(store, old_run, "ndcg@10")) == 95
+    for r in (new_run, old_run):
+        assert corrected_result(store, r.id).aggregate["ndcg@10"] == pytest.approx(r.metrics["ndcg@10"])
+
+
+def test_skip_unanswerable_travels_in_the_job_payload() -> None:
+    from embtui.engine.evaluate import EvalRequest
+    from embtui.engine.models import ModelSpec
+
+    req = EvalRequest("p", ModelSpec("bm25"), skip_unanswerable=True, ks=(1, 10))
+    again = EvalRequest.from_dict(json_roundtrip(req.to_dict()))
+    assert again.skip_unanswerable is True and again == req
+    assert EvalRequest.from_dict({**req.to_dict(), "skip_unanswerable": False}).skip_unanswerable is False
+
+
+def json_roundtrip(obj):
+    import json
+
+    return json.loads(json.dumps(obj))

@@ -395,6 +395,14 @@ def _check_metric(metric: str, runs: Sequence[Any]) -> tuple[str, int | None]:
     return family, k
 
 
+def skips_unanswerable(run: Any) -> bool:
+    """Whether a run left judged queries with no relevant document out of its means: asked with
+    --skip-unanswerable, or made before trec_eval's convention (runs without the ``unanswerable``
+    count), so re-scoring it keeps the convention its stored numbers used."""
+    info = getattr(run, "info", None) or {}
+    return bool(info.get("skip_unanswerable", "unanswerable" not in info))
+
+
 def run_values(store: Any, run: Any, metric: str, qrels: Mapping[str, Mapping[str, int]] | None = None,
                ) -> dict[str, float]:
     """query_id -> value of ``metric`` for one run: stored per-query metrics when present,
@@ -404,7 +412,8 @@ def run_values(store: Any, run: Any, metric: str, qrels: Mapping[str, Mapping[st
         if stored and all(metric in v for v in stored.values()):
             return {q: float(v[metric]) for q, v in stored.items()}
         qrels = store.qrels(run.project, run.split)
-    result = evaluate(qrels, store.run_rankings(run.id), metrics=[metric])
+    result = evaluate(qrels, store.run_rankings(run.id), metrics=[metric],
+                      skip_unanswerable=skips_unanswerable(run))
     return {q: float(v[metric]) for q, v in result.per_query.items()}
 
 
@@ -456,7 +465,8 @@ def compare_metrics(store: Any, run_ids: Sequence[int | str], metrics: Sequence[
             else:
                 if r.id not in rankings:
                     rankings[r.id] = store.run_rankings(r.id)
-                result = evaluate(judged, rankings[r.id], metrics=[metric])
+                result = evaluate(judged, rankings[r.id], metrics=[metric],
+                                  skip_unanswerable=skips_unanswerable(r))
                 values[r.id] = {q: float(v[metric]) for q, v in result.per_query.items()}
         out[metric] = _comparison(runs, base_id, metric, values, judged, texts, qrels_overlay, tests,
                                   alpha, n_resamples, seed)
@@ -788,8 +798,8 @@ def corrected_result(store: Any, run_id: int) -> Any:
     qrels = store.corrected_qrels(run.project, run.split)
     rankings = store.run_rankings(run.id)
     if names is None:
-        return evaluate(qrels, rankings)
-    return evaluate(qrels, rankings, metrics=names)
+        return evaluate(qrels, rankings, skip_unanswerable=skips_unanswerable(run))
+    return evaluate(qrels, rankings, metrics=names, skip_unanswerable=skips_unanswerable(run))
 
 
 def corrected_metrics(store: Any, run_id: int) -> dict[str, float]:

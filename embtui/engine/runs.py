@@ -52,6 +52,10 @@ def find_identical_run(store: Store, req: "EvalRequest") -> RunInfo | None:
         if cfg.get("depth") != req.result_depth or \
                 bool(cfg.get("ignore_identical_ids")) != req.ignore_identical_ids:
             continue
+        from embtui.engine.compare import skips_unanswerable  # older runs: the old convention
+
+        if skips_unanswerable(run) != req.skip_unanswerable:
+            continue
         if kind == "hnsw":
             want = HnswConfig.from_dict({**req.hnsw.to_dict(), "metric": cfg.get("metric", "ip")})
             if cfg.get("hnsw") != want.to_dict():
