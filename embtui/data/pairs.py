@@ -53,7 +53,7 @@ def read_pairs(file: str | os.PathLike[str], *, split: str = "train") -> Importe
     if kind is None and path.suffix.lower() in COMPRESSED_SUFFIXES:
         raise DataError(
             f"{COMPRESSED_SUFFIXES[path.suffix.lower()]}-compressed pairs file", file=name,
-            hint=f"decompress it first (e.g. `gunzip -k {path.name}`) and import the "
+            hint=f"decompress it first, e.g. `gunzip -k {path.name}`, and import the "
                  ".jsonl/.csv/.tsv/.parquet file inside",
         )
     if kind is None:
