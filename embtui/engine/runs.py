@@ -70,9 +70,9 @@ def find_identical_run(store: Store, req: "EvalRequest") -> RunInfo | None:
     return None
 
 
-def identical_note(run: RunInfo) -> str:
+def identical_note(run: RunInfo, how: str = "pass --force") -> str:
     return (f"run #{run.id} is identical (same model, data, split, index); reused — "
-            "pass --force to make a new run")
+            f"{how} to make a new run")
 
 
 def delete_runs(store: Store, run_ids: Sequence[int]) -> list[str]:

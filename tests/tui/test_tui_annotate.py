@@ -55,7 +55,8 @@ async def test_a_tags_the_query_and_a_document_and_l_filters_by_label(ws):
         await settle(pilot)
         assert pane.label_filter == "acronym"
         assert [f.query_id for f in pane.failures] == [first]
-        assert "label 'acronym'" in screen_text(app)
+        # the count is of the labelled queries, not of the whole split
+        assert "1 of the 1 query labelled 'acronym' have no relevant doc" in screen_text(app)
         await pilot.press("l")
         await settle(pilot)
         assert [f.query_id for f in pane.failures] == [second]

@@ -49,7 +49,7 @@ async def test_e_evaluates_the_selected_models_and_the_run_appears(ws):
         await pilot.press("escape", "4")
         await settle(pilot)
         pane = app.pane("jobs")
-        await pilot.press("e")
+        await pilot.press("E")  # bm25 has an identical run (#1): E makes a new one anyway
         await wait_for(pilot, lambda: len(app.jobs) == 1)
         job_id = app.jobs[0].id
         assert str(job_id) in pane.query_one("#jobs-table").rows
@@ -84,7 +84,7 @@ async def test_cancel_then_resume_a_job(ws):
         while (lock := try_slot(Workspace(ws).jobs_dir / "locks", "cpu", 8)) is not None:
             held.append(lock)
         try:
-            await pilot.press("e")
+            await pilot.press("E")  # a new run although tiny has an identical one
             await wait_for(pilot, lambda: len(app.jobs) == 1 and "waiting" in (app.jobs[0].stage or ""))
             assert app.jobs[0].state == "queued"
             await pilot.press("c")
@@ -98,6 +98,42 @@ async def test_cancel_then_resume_a_job(ws):
         assert app.jobs[0].state == "done", app.jobs[0].error
         await settle(pilot)
         assert len(app.store.list_runs("demo", "test", status="done")) == 3
+
+
+async def test_e_on_an_unchanged_model_reuses_its_run_and_starts_no_job(ws):
+    app = make_app(ws)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot)
+        await select_only(pilot, "bm25")
+        await pilot.press("escape", "4")
+        await settle(pilot)
+        await pilot.press("e")
+        await wait_for(pilot, lambda: any("reused" in n.message for n in app._notifications))
+        await settle(pilot)
+        note = next(n.message for n in app._notifications if "reused" in n.message)
+        assert note.startswith("run #1 is identical (same model, data, split, index); reused")
+        assert "shift+e" in note
+        assert jobs_api.list_jobs(ws) == [] and len(app.store.list_runs()) == 2
+
+
+async def test_e_on_an_unknown_model_offline_starts_nothing(ws, monkeypatch):
+    from embtui.engine.models import ModelSpec
+    from embtui.store import Store
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    Store.open(ws).save_model("typo", ModelSpec("org/no-such-model", name="typo").to_dict())
+    app = make_app(ws)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot)
+        app.post_message(ModelToggled("typo"))
+        await settle(pilot)
+        await select_only(pilot, "typo")
+        await pilot.press("escape", "4")
+        await settle(pilot)
+        await pilot.press("e")
+        await wait_for(pilot, lambda: any("unknown model" in n.message for n in app._notifications))
+        await settle(pilot)
+        assert jobs_api.list_jobs(ws) == [] and len(app.store.list_runs()) == 2
 
 
 async def test_evaluate_without_a_selection_says_what_to_do(ws):

@@ -266,12 +266,15 @@ class FailuresPane(Pane):
         scored = sum(1 for j in qrels.values() if any(g > 0 for g in j.values()))
         depth = max((len(v) for v in self.rankings.values()), default=0)
         run = f"run #{self.run_id}" if self.run_id is not None else "no run"
-        summary = (f"{run}: {len(self.failures)} of {scored} queries have no relevant doc in the "
+        among = f"{scored} queries"
+        if self.label_filter:  # count the labelled queries, not the whole split
+            labelled = sum(1 for q, j in qrels.items() if any(g > 0 for g in j.values())
+                           and self.label_filter in self.tags.get(q, ()))
+            among = f"the {labelled} {'query' if labelled == 1 else 'queries'} labelled '{self.label_filter}'"
+        summary = (f"{run}: {len(self.failures)} of {among} have no relevant doc in the "
                    f"top {self.threshold} (ranking depth {depth})")
         if self.text_filter:
             summary += f" · filter '{self.text_filter}'"
-        if self.label_filter:
-            summary += f" · label '{self.label_filter}'"
         n_over = sum(len(v) for v in self.overlay.values())
         if self.corrected:
             summary += f" · corrected judgments (+{n_over} by hand)"

@@ -203,7 +203,11 @@ class JobsPane(Pane):
         self.show_detail()
 
     # -- actions ---------------------------------------------------------------------------------
-    def action_evaluate(self) -> None:
+    def action_evaluate_force(self) -> None:
+        """E: evaluate even where an identical finished run exists (a new run each time)."""
+        self.action_evaluate(force=True)
+
+    def action_evaluate(self, force: bool = False) -> None:
         ctx = self.context
         if ctx.project is None or self.store is None:
             self.notify("no project yet", severity="warning")
@@ -212,13 +216,14 @@ class JobsPane(Pane):
             self.notify("select models first: space in the sidebar or the Models pane",
                         severity="warning")
             return
-        self.submit(ctx.project, ctx.split, ctx.models)
+        self.submit(ctx.project, ctx.split, ctx.models, force)
 
     @work(thread=True, exclusive=False, group="jobs-submit", exit_on_error=False,
           description="start evaluations")
-    def submit(self, project: str, split: str, models: tuple[str, ...]) -> None:
+    def submit(self, project: str, split: str, models: tuple[str, ...], force: bool = False) -> None:
         from embtui.engine.evaluate import EvalRequest
         from embtui.engine.models import resolve_spec
+        from embtui.engine.runs import find_identical_run, identical_note
         from embtui.errors import EmbtuiError
         from embtui.jobs import submit_eval
 
@@ -227,8 +232,14 @@ class JobsPane(Pane):
         ids: list[str] = []
         try:
             for name in models:
-                spec = resolve_spec(name, store)
-                ids.append(str(submit_eval(str(store.ws.root), EvalRequest(project, spec, split))))
+                spec = resolve_spec(name, store)  # an unknown name fails here: no job, no run
+                request = EvalRequest(project, spec, split)
+                same = None if force else find_identical_run(store, request)
+                if same is not None:  # nothing would change: say so instead of a duplicate run
+                    self.app.call_from_thread(self.notify, identical_note(same, "E (shift+e)"),
+                                              title=name, timeout=6)
+                    continue
+                ids.append(str(submit_eval(str(store.ws.root), request)))
         except EmbtuiError as exc:
             self.post_message(self.Submitted(tuple(ids), str(exc)))
             return
