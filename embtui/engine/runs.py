@@ -64,6 +64,8 @@ def find_identical_run(store: Store, req: "EvalRequest") -> RunInfo | None:
             continue  # made on an earlier import of the project
         if run.versions != now:
             continue
+        if bool(run.info.get("skip_unanswerable", False)) != bool(getattr(req, "skip_unanswerable", False)):
+            continue  # the means are taken over other queries
         if not all(f"ndcg@{k}" in run.metrics for k in req.ks):
             continue
         return run
