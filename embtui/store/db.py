@@ -125,7 +125,10 @@ class Workspace:
         try:
             yield con
         except duckdb.Error as exc:
-            raise _db_error(exc, self) from exc
+            err = _db_error(exc, self)
+            if err is exc:
+                raise
+            raise err from exc
         finally:
             con.close()
 
@@ -164,7 +167,10 @@ def _open_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
                         f"the workspace database {path} stayed locked by another process for "
                         f"{timeout:.0f} s", "close other embtui sessions or wait for the job"
                     ) from exc
-                raise _db_error(exc, None, path) from exc
+                err = _db_error(exc, None, path)
+                if err is exc:
+                    raise
+                raise err from exc
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 0.1)
 
