@@ -286,3 +286,19 @@ def test_doctor_reports_each_kind_of_damage_and_fix_heals(tiny_model: Path, demo
     for dt, ref in zip(("f32", "f16"), hnsw_clean):
         run = _eval(demo_store, tiny_model, index="hnsw", hnsw=HnswConfig(dtype=dt))
         assert run.run.index_config["reused"] is False and run.run.metrics == ref.run.metrics
+
+
+def test_a_job_logs_the_damage_it_healed(tiny_model: Path, demo_store: Store) -> None:
+    from embtui.jobs import job_log, submit_eval
+    from embtui.jobs.worker import run_job
+
+    clean = _eval(demo_store, tiny_model)
+    chunk = sorted(_doc_cache(demo_store, tiny_model).dir.glob("chunk-*.vectors.npy"))[1]
+    _garble(chunk)
+    req = EvalRequest(project="demo", model=ModelSpec(model=str(tiny_model), name="tiny", batch_size=32),
+                      device="cpu")
+    job = submit_eval(demo_store.ws.root, req, start=False, chunk_texts=CHUNK)
+    assert run_job(demo_store.ws.root, job) == "done"
+    lines = [line for line in job_log(demo_store.ws.root, job).splitlines() if "warning:" in line]
+    assert len(lines) == 1 and str(chunk) in lines[0], lines
+    assert demo_store.list_runs("demo")[-1].metrics == clean.run.metrics

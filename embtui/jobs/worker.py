@@ -227,6 +227,8 @@ def run_job(workspace: str | os.PathLike[str], job_id: str) -> str:
             return state
         result = _evaluate(ws, js, store, req, run_id, row.chunk_texts, device, rep, token)
         state = "done"
+        for warning in result.run.info.get("warnings") or []:  # healed artifacts, low HNSW recall
+            rep.log(f"warning: {warning}")
         rep.log(f"done: run {run_id}: {result.run.info.get('summary', '')}")
         js.finish(job_id, pid, "done")
     except Cancelled:
