@@ -302,3 +302,10 @@ def test_a_job_logs_the_damage_it_healed(tiny_model: Path, demo_store: Store) ->
     lines = [line for line in job_log(demo_store.ws.root, job).splitlines() if "warning:" in line]
     assert len(lines) == 1 and str(chunk) in lines[0], lines
     assert demo_store.list_runs("demo")[-1].metrics == clean.run.metrics
+
+
+def test_hnsw_connectivity_one_is_a_one_line_error() -> None:
+    from embtui.errors import EmbtuiError
+
+    with pytest.raises(EmbtuiError, match="connectivity must be at least 2, got 1"):
+        HnswConfig(connectivity=1)

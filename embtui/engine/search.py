@@ -245,6 +245,8 @@ class HnswConfig:
         for name in ("connectivity", "expansion_add", "expansion_search"):
             if int(getattr(self, name)) < 1:
                 raise EmbtuiError(f"HNSW {name} must be positive, got {getattr(self, name)}")
+        if int(self.connectivity) < 2:  # usearch refuses 1 ("the index degenerates into ropes")
+            raise EmbtuiError(f"HNSW connectivity must be at least 2, got {self.connectivity}")
 
     def to_dict(self) -> dict:
         return asdict(self)
