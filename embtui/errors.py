@@ -131,7 +131,7 @@ def crash_log(exc: BaseException, workspace: str | os.PathLike[str] | None = Non
     ``~/.cache/embtui/crash-<time>.log``, else the temp folder); returns the file, None if all fail."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    folders = [Path(workspace) / "logs"] if workspace else []
+    folders = [Path(workspace) / "logs"] if workspace and Path(workspace).is_dir() else []
     folders += [Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "embtui",
                 Path(tempfile.gettempdir())]
     for folder in folders:
