@@ -138,6 +138,17 @@ class EmbtuiApp(WorkspaceWatchMixin, App[int]):
         data = read_workspace(store)
         self.post_message(WorkspaceLoaded(data, seeded_demo=seeded, store=store, project=project))
 
+    @work(thread=True, exclusive=True, group="demo-runs", exit_on_error=False,
+          description="score the demo")
+    def score_demo(self) -> None:
+        """The demo's starter runs, made once after seeding: bm25, and all-MiniLM-L6-v2 from the
+        vectors shipped with the demo (no encoding, no torch); they appear when done."""
+        from embtui.engine.demo import DEMO_PROJECT, evaluate_demo
+
+        assert self.store is not None
+        if evaluate_demo(self.store):
+            self.post_message(WorkspaceChanged(DEMO_PROJECT))
+
     @work(thread=True, exclusive=True, group="warmup", exit_on_error=False,
           description="import torch and sentence-transformers")
     def warm_up(self) -> None:
@@ -202,8 +213,9 @@ class EmbtuiApp(WorkspaceWatchMixin, App[int]):
             self.watch_jobs(data.root)
             self.watch_workspace(data.root)  # runs and projects other sessions make appear
         if message.seeded_demo:
-            self.notify("Imported the bundled demo project (SciFact, 400 documents).",
-                        title="Welcome to embtui")
+            self.notify("Imported the bundled demo project (SciFact, 400 documents); scoring "
+                        "bm25 and all-MiniLM-L6-v2 on it…", title="Welcome to embtui", timeout=15)
+            self.score_demo()
         old = self.context
         names = [p.name for p in data.projects]
         project = message.project if message.project in names else old.project

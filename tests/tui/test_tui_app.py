@@ -187,3 +187,43 @@ def _walk(node):
     yield node
     for child in node.children:
         yield from _walk(child)
+
+
+async def test_a_fresh_default_workspace_opens_on_scored_demo_runs_and_a_live_query(
+        tmp_path, monkeypatch):
+    """The first Quickstart command: the demo is imported, its bm25 and all-MiniLM-L6-v2 runs
+    are made in the background (the dense one from the shipped vectors: nothing encoded), and a
+    live query answers in both columns."""
+    import asyncio
+    import time
+
+    from embtui.tui.widgets.hit_list import HitList
+
+    monkeypatch.setenv("EMBTUI_WORKSPACE", str(tmp_path / "default"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    app = EmbtuiApp(None, warmup=True, poll_jobs=False, device_lister=lambda: [])
+
+    async def wait_for(predicate, what, timeout=300.0):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.1)
+            await pilot.pause()
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.workspace_data is not None
+                       and len(app.workspace_data.runs_of("demo", "test")) == 2, "the demo runs")
+        runs = {r.model_name: r for r in app.workspace_data.runs_of("demo", "test")}
+        assert set(runs) == {"bm25", "all-MiniLM-L6-v2"}
+        assert all(r.status == "done" for r in runs.values())
+        dense = runs["all-MiniLM-L6-v2"].info["encode"]["documents"]
+        assert dense["cached"] == 400 and dense["encoded"] == 0  # the shipped vectors were used
+        assert runs["all-MiniLM-L6-v2"].metrics["ndcg@10"] > 0.8
+        await wait_for(lambda: "#1 bm25" in screen_text(app)
+                       and "all-MiniLM-L6-v2" in screen_text(app), "the runs in the sidebar")
+        assert set(app.context.models) == {"bm25", "all-MiniLM-L6-v2"}
+        text = "vitamin d and multiple sclerosis"
+        app.pane("query").set_query(text)
+        columns = lambda: list(app.query(HitList))  # noqa: E731
+        await wait_for(lambda: len(columns()) == 2 and all(
+            c.shown_text == text and c.ranked for c in columns()), "a live query in both columns")
