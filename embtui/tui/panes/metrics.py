@@ -408,32 +408,14 @@ class MetricsPane(Pane):
 
     def action_delete_run(self) -> None:
         """del: delete the run under the cursor, after a confirmation."""
-        from embtui.tui.screens.confirm import ConfirmScreen
+        from embtui.tui.run_delete import confirm_delete_run
 
         rid = self._cursor_run()
         run = next((r for r in self.runs if r.id == rid), None)
         if run is None or self.store is None:
             self.notify("no run under the cursor", severity="warning")
             return
-        question = (f"Delete run #{run.id} ({run.model_name} on {run.project}/{run.split}) with its "
-                    "rankings, metrics and index files? Tags and marks made on it stay.")
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.delete_run(run.id)
-
-        self.app.push_screen(ConfirmScreen(question, yes=f"Delete #{run.id}"), answered)
-
-    @work(thread=True, group="metrics-delete", exit_on_error=False, description="delete a run")
-    def delete_run(self, run_id: int) -> None:
-        from embtui.engine.runs import delete_runs
-        from embtui.tui.messages import WorkspaceChanged
-
-        store = self.store
-        assert store is not None
-        delete_runs(store, [run_id])  # an EmbtuiError (a job still writing it) is notified
-        self.app.call_from_thread(self.notify, f"deleted run #{run_id}", timeout=3)
-        self.post_message(WorkspaceChanged())
+        confirm_delete_run(self, run)
 
     def action_export(self) -> None:
         if self.store is None or self.context.project is None:

@@ -95,6 +95,19 @@ class WorkspaceTree(Tree[NodeData]):
     def _toggle(self, node: TreeNode[NodeData]) -> None:
         self.post_message(ModelToggled(node.data[1]))  # type: ignore[index]
 
+    def action_delete_run(self) -> None:
+        """del on a run (failed ones too): delete it, after a confirmation."""
+        from embtui.tui.run_delete import confirm_delete_run
+
+        node = self.cursor_node
+        data = getattr(self.app, "workspace_data", None)
+        if node is None or not node.data or node.data[0] != "run" or data is None:
+            self.notify("move the cursor to a run to delete it", severity="warning")
+            return
+        run = next((r for r in data.runs if r.id == node.data[1]), None)
+        if run is not None:
+            confirm_delete_run(self, run)
+
     def action_toggle_model(self) -> None:
         node = self.cursor_node
         if node is not None and node.data and node.data[0] == "model":
