@@ -204,12 +204,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.device:
         check_device_name(args.device)
     store = _store(args, create=False)
+    # an unknown model name fails first and at once (offline: no network call at all)
+    specs = [resolve_spec(name, store, **_spec_overrides(args)) for name in args.model]
     args.split = _default_split(store.get_project(args.project), args.split)  # fails fast with a hint
     store.qrels(args.project, args.split)
     hnsw = _hnsw_config(args)
     requests = []
-    for name in args.model:
-        spec = resolve_spec(name, store, **_spec_overrides(args))
+    for spec in specs:
         requests.append(EvalRequest(project=args.project, model=spec, split=args.split,
                                     device=args.device, index=args.index, hnsw=hnsw, ks=ks,
                                     ignore_identical_ids=args.ignore_identical_ids,
