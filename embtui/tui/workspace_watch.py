@@ -133,5 +133,9 @@ class WorkspaceWatchMixin:
     def _save_view(self, project: str, state: dict[str, Any]) -> None:
         store = self.store  # type: ignore[attr-defined]
         latest = self._views().get(project, state)  # the newest, should two saves overlap
-        if store is not None:
+        if store is None:
+            return
+        try:
             store.save_view_state(project, latest)
+        except Exception:  # noqa: BLE001 - best effort: a read-only or busy workspace keeps working
+            return
