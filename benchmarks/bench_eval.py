@@ -53,7 +53,7 @@ def main() -> None:
     print(out.strip(), f"({t_import:.1f} s)")
     run_file = ws / "minilm.trec"
     base = ["eval", "--project", "scifact", "--model", "all-MiniLM-L6-v2", "--split", "test",
-            "--device", "cpu", "--json"]
+            "--device", "cpu", "--json", "--force"]  # measure a real (cached) eval, not a reused run
     cold, _, out = embtui(ws, *base, "--run-file", str(run_file))
     cold_run = json.loads(out)["runs"][0]
     warm, warm_status, out = embtui(ws, *base)

@@ -101,7 +101,8 @@ def eval_table(device: str) -> None:
         print(f"| {label} | {m['ndcg@10']:.5f} | {m['recall@100']:.4f} | {wall:.1f} | {enc:.2f} | {rate} | "
               f"{t.get('search_s', 0):.3f} |")
 
-    base = ("eval", "--project", "scifact", "--model", "all-MiniLM-L6-v2", "--device", device, "--json")
+    base = ("eval", "--project", "scifact", "--model", "all-MiniLM-L6-v2", "--device", device, "--json",
+            "--force")  # a new run each time: an identical one would be reused, not re-evaluated
     for label, extra in (("fp32 cold", ()), ("fp32 warm (cached)", ()),
                          ("fp16 cold", ("--precision", "fp16")),
                          ("fp32 batch 256, HNSW", ("--batch-size", "256", "--index", "hnsw"))):

@@ -159,7 +159,7 @@ def test_detached_jobs_outlive_the_cli_and_a_killed_tmux_session(tiny_model: Pat
                                                                  tmp_path: Path) -> None:
     ws = demo_store.ws.root
     base = [sys.executable, "-m", "embtui", "--workspace", str(ws), "eval", "--project", "demo",
-            "--device", "cpu", "--batch-size", "8", "--detach", "--json"]
+            "--device", "cpu", "--batch-size", "8", "--detach", "--json", "--force"]  # never a reused run
     t0 = time.monotonic()
     out = subprocess.run(base + ["--model", str(tiny_model), "--model", str(tiny_model)],
                          capture_output=True, text=True, timeout=60, cwd=REPO)
