@@ -352,18 +352,22 @@ class FailuresPane(Pane):
         return self.overlay.get(query_id, {}).get(doc_id, 0) > 0
 
     def _render_detail(self, detail: FailureDetail) -> Group:
-        parts: list[Any] = [Text.assemble(("query ", "dim"), (detail.query_id, "bold"), "  ",
+        # A separator ends the span before it, never starts a styled one: SVG viewers drop a
+        # text run's leading spaces, and the words would run together in screenshots.
+        parts: list[Any] = [Text.assemble(("query ", "dim"), (detail.query_id + "  ", "bold"),
                                           detail.text)]
         for a in (a for a in self.annotations if a.query_id == detail.query_id):
             on_what = f"doc {a.doc_id}" if a.doc_id else "query"
-            parts.append(Text.assemble(("tag ", "dim"), (a.label, "bold yellow"), f" on {on_what}",
-                                       (f" — {a.note}" if a.note else "", "italic")))
+            parts.append(Text.assemble(("tag ", "dim"), (a.label + " ", "bold yellow"),
+                                       f"on {on_what}" + (" " if a.note else ""),
+                                       (f"— {a.note}" if a.note else "", "italic")))
         parts.append(Text(""))
         parts.append(Text(f"relevant ({len(detail.relevant)})", style="bold underline"))
         for d in detail.relevant:
             score = f"{d.score:.4f}" if d.score is not None else "     –"
-            parts.append(Text.assemble("✓ ", (self._rank_text(d, detail.depth), "bold"), f"  {score}  ",
-                                       (d.doc_id, "dim"), "  ", d.title or _snippet(d.text, 80)))
+            parts.append(Text.assemble("✓ ", (self._rank_text(d, detail.depth) + "  ", "bold"),
+                                       f"{score}  ", (d.doc_id + "  ", "dim"),
+                                       d.title or _snippet(d.text, 80)))
         first = min((d.rank for d in detail.relevant if d.rank is not None), default=None)
         parts.append(Text(""))
         above = f"ranked above it ({len(detail.above)}"
@@ -373,8 +377,8 @@ class FailuresPane(Pane):
         for d in detail.above:
             hand = self._hand_marked(detail.query_id, d.doc_id)
             mark = "+" if hand else ("✓" if d.grade > 0 else " ")
-            parts.append(Text.assemble((mark, "bold green" if hand else ""),
-                                       f" #{d.rank:<3} {d.score:.4f}  ", (d.doc_id, "dim"), "  ",
+            parts.append(Text.assemble((mark + " ", "bold green" if hand else ""),
+                                       f"#{d.rank:<3} {d.score:.4f}  ", (d.doc_id + "  ", "dim"),
                                        (d.title or "", "bold")))
             parts.append(Text("    " + _snippet(d.text), style="dim"))
         return Group(*parts)

@@ -45,8 +45,10 @@ class WorkspaceTree(Tree[NodeData]):
         restore: TreeNode[NodeData] | None = None
         for project in data.projects:
             current = project.name == context.project
-            label = Text.assemble(("● " if current else "○ "), (project.name, "bold" if current else ""),
-                                  (f"  {project.documents} docs", "dim"))
+            # the gap ends the name's span: SVG viewers drop a styled run's leading spaces
+            label = Text.assemble(("● " if current else "○ "),
+                                  (project.name + "  ", "bold" if current else ""),
+                                  (f"{project.documents} docs", "dim"))
             pnode = self.root.add(label, data=("project", project.name),
                                   expand=current and project.name not in self._collapsed)
             if ("project", project.name) == cursor:
