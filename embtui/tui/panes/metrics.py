@@ -18,6 +18,7 @@ from embtui.tui.analysis import (INFO_COLUMNS, Column, export_table, ks_of, metr
                                  run_row, sort_rows)
 from embtui.tui.panes.base import Pane, focus_now
 from embtui.tui.widgets.progress_text import rate, size
+from embtui.tui.widgets.run_card import RunCard
 
 
 class MetricsPane(Pane):
@@ -91,6 +92,7 @@ class MetricsPane(Pane):
             yield Static(id="metrics-sort", classes="hint")
         yield DataTable(id="metrics-table", cursor_type="cell", zebra_stripes=True)
         yield Static(id="metrics-note", classes="hint")
+        yield RunCard(id="run-card")  # how the run under the cursor was made
 
     def focus_default(self) -> None:
         focus_now(self.query_one(DataTable))
@@ -281,6 +283,11 @@ class MetricsPane(Pane):
         if col.kind == "rate":
             return Text(rate(value))
         return Text(col.fmt.format(value))
+
+    @on(DataTable.CellHighlighted, "#metrics-table")
+    def _show_run_card(self) -> None:
+        run_id = self._cursor_run()
+        self.query_one(RunCard).show(next((r for r in self.runs if r.id == run_id), None))
 
     def _cursor_run(self) -> int | None:
         table = self.query_one(DataTable)
