@@ -376,7 +376,8 @@ def test_follow_bar_fits_the_terminal_so_it_redraws_in_place(columns: int) -> No
     from embtui.jobs.cli import _Bar
 
     j = SimpleNamespace(id="261201-133034-19a3", state="running", progress=0.37, stage="encode documents",
-                        done=1917, total=5183, items_per_s=34.6, eta_s=95.0, batch_size=32, finished=False)
+                        done=1917, total=5183, items_per_s=34.6, eta_s=95.0, batch_size=32, finished=False,
+                        message="")
     bar = _Bar()
     bar.tty = True
     line = bar.line(j, columns)
@@ -384,5 +385,75 @@ def test_follow_bar_fits_the_terminal_so_it_redraws_in_place(columns: int) -> No
     assert line.startswith("running [")
     if columns >= 80:  # room for everything: counts, speed, ETA and batch all shown
         assert line.endswith("37% encode documents 1917/5183 35/s eta 1m35s batch 32")
+    j.message = "resumed: 1,936 already cached"  # a resume's note is the first thing to go
+    line = bar.line(j, columns)
+    assert len(line) <= columns - 1 and line.startswith("running [")
+    if columns >= 120:
+        assert "(resumed: 1,936 already cached)" in line
     bar.tty = False  # a pipe or log file gets the full line, with the job id, one per stage
     assert bar.line(j, 0).startswith("261201-133034-19a3 running ")
+    assert "(resumed: 1,936 already cached)" in bar.line(j, 0)
+
+
+def test_progress_never_goes_backwards_across_a_kill_and_resume(tiny_model: Path, demo_store: Store,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Killed at 40 % of the document encode and resumed, the job's progress (as `embtui jobs`,
+    `jobs follow` and the Jobs pane read it) counts what is done of the whole corpus, never the
+    remaining part, and says how much the resume found cached."""
+    from embtui.engine.cache import hash_texts
+    from embtui.engine.encode import Encoder
+    from embtui.jobs.cli import _Bar
+    from embtui.jobs.files import try_slot
+
+    ws = demo_store.ws.root
+    req = _req(tiny_model)
+    job = submit_eval(ws, req, chunk_texts=4)  # 100 document chunks of 4
+    seen: list[Any] = []
+
+    def sample() -> Any:
+        info = get_job(ws, job, log_lines=0)
+        seen.append(info)
+        return info
+
+    reached = _wait(lambda: _committed_chunks(ws) >= 40 or sample().finished, what="40 chunks",
+                    poll_s=0.005)
+    info = sample()
+    assert reached and info.state == "running" and info.stage == "encode documents", info
+    assert info.total == 400
+    os.kill(info.pid, signal.SIGKILL)
+    _wait(lambda: sample().state == "interrupted", timeout=10, what="interrupted")
+    before = max(i.progress for i in seen)
+    assert 0 < before < 0.82  # progress files are written a few times a second: it may lag the cache
+    texts = demo_store.corpus("demo").encode_texts()
+    cache = Encoder(req.model, demo_store.ws.cache_dir, store=demo_store).cache("document")
+    cached = 400 - len(cache.missing(hash_texts(texts)))
+    assert cached >= 160
+
+    held = []  # every CPU slot: the resumed worker waits, showing the progress it resumes from
+    while (lock := try_slot(Path(ws) / "jobs" / "locks", "cpu", 8)) is not None:
+        held.append(lock)
+    try:
+        resume_job(ws, job)
+        assert sample().progress >= before  # before the new worker has written anything
+        waiting = _wait(lambda: "waiting" in (i := sample()).stage and i, what="waiting for cpu")
+        assert waiting.progress == pytest.approx(before, abs=1e-4)
+        capsys.readouterr()
+        assert main(["--workspace", str(ws), "jobs"]) == 0
+        assert f"{100 * before:.0f}%" in capsys.readouterr().out
+    finally:
+        for lock in held:
+            lock.release()
+    _wait(lambda: sample().finished, what="resumed job done", poll_s=0.005)
+    assert seen[-1].state == "done", job_log(ws, job)
+
+    progress = [i.progress for i in seen]
+    assert progress == sorted(progress), progress  # never backwards, kill and resume included
+    resumed = [i for i in seen[seen.index(waiting):] if i.stage == "encode documents"]
+    assert resumed, [(i.stage, i.progress) for i in seen]
+    assert all(i.total == 400 for i in resumed)  # the whole corpus, not the 240 left
+    # the encoder's reports (after the stage's 0-of-400 start event) count the cached ones as done
+    resumed = [i for i in resumed if i.message]
+    assert resumed and resumed[0].done >= cached
+    assert resumed[0].message == f"resumed: {cached:,} already cached"
+    assert f"resumed: {cached:,} already cached" in _Bar().line(resumed[0], 0)  # jobs follow
+    assert f"encode documents: resumed: {cached:,} already cached" in job_log(ws, job)

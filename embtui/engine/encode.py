@@ -125,7 +125,9 @@ class Encoder:
         todo = cache.missing(hashes)
         unique = len(set(hashes))
         stage = "encode queries" if role == "query" else "encode documents"
-        meter = Meter(stage, len(todo), progress, message=f"{unique - len(todo)} cached")
+        cached = unique - len(todo)  # progress counts them as done: a resume never goes backwards
+        meter = Meter(stage, len(todo), progress, already=cached,
+                      message=f"{cached:,} already cached" if cached else "")
         seconds = 0.0
         if todo:
             order = sorted(todo, key=lambda i: (-len(texts[i]), hashes[i]))

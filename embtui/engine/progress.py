@@ -58,12 +58,18 @@ class CancelToken:
 
 
 class Meter:
-    """Turns (done, total) counts into rate-limited Progress events (about every ``interval`` s)."""
+    """Turns (done, total) counts into rate-limited Progress events (about every ``interval`` s).
+
+    ``already``: items of the step done before it started (texts found in the cache, e.g. after a
+    resume). Events then count the whole step, ``already + done`` of ``already + total``, so
+    progress never falls back when a step resumes; the rate and ETA count only the work done now.
+    """
 
     def __init__(self, stage: str, total: int, callback: ProgressCallback | None, interval: float = 0.25,
-                 message: str = "") -> None:
+                 message: str = "", already: int = 0) -> None:
         self.stage = stage
         self.total = total
+        self.already = max(0, already)
         self.callback = callback or no_progress
         self.interval = interval
         self.message = message
@@ -82,8 +88,8 @@ class Meter:
         elapsed = max(now - self.start, 1e-9)
         rate = done / elapsed if done else 0.0
         eta = (self.total - done) / rate if rate > 0 else None
-        self.callback(Progress(self.stage, done, self.total, rate, eta, self.message,
-                               self.batch_size, self.device))
+        self.callback(Progress(self.stage, self.already + done, self.already + self.total, rate, eta,
+                               self.message, self.batch_size, self.device))
 
     def finish(self) -> None:
         self.update(self.total, force=True)

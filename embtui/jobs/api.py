@@ -67,6 +67,7 @@ class JobInfo:
     peak_rss_mb: float | None
     peak_gpu_mb: float | None
     log_tail: str
+    message: str = ""          # about the current stage, e.g. "resumed: 1,936 already cached"
 
     @property
     def finished(self) -> bool:
@@ -160,7 +161,8 @@ def _info(ws: Workspace, row: JobRow, prog: dict[str, Any], log_lines: int = LOG
     model = req.get("model") or {}
     state = row.state
     own = prog.get("pid") == row.pid or state in TERMINAL_STATES
-    prog = prog if own else {}
+    # a resumed job's new worker has not written yet: keep the share already done, nothing else
+    prog = prog if own else {"progress": prog.get("progress", 0.0)}
     done, total = int(prog.get("done", 0)), int(prog.get("total", 0))
     if state == "done":
         progress = 1.0
@@ -185,6 +187,7 @@ def _info(ws: Workspace, row: JobRow, prog: dict[str, Any], log_lines: int = LOG
         created_at=_iso(row.created_at), updated_at=_iso(updated), error=row.error,
         peak_rss_mb=prog.get("peak_rss_mb"), peak_gpu_mb=prog.get("peak_gpu_mb"),
         log_tail=tail(_paths(ws, row.id).log, log_lines) if log_lines else "",
+        message=str(prog.get("message") or ""),
     )
 
 

@@ -81,6 +81,8 @@ def _cmd_list(ws: Any, args: argparse.Namespace) -> int:
     for j in jobs:
         if j.error and j.state in ("failed", "interrupted"):
             print(f"{j.id}: {j.error}")
+        elif j.message and not j.finished:
+            print(f"{j.id}: {j.stage}: {j.message}")
     return 0
 
 
@@ -99,12 +101,16 @@ class _Bar:
         eta = f" eta {_fmt_eta(j.eta_s)}" if j.eta_s and j.state == "running" else ""
         counts = f" {j.done}/{j.total}" if j.total else ""
         batch = f" batch {j.batch_size}" if j.batch_size else ""
-        tail = f" {100 * j.progress:3.0f}% {j.stage}{counts}{rate}{eta}{batch}"
+        note = f" ({j.message})" if j.message and not j.finished else ""
+        tail = f" {100 * j.progress:3.0f}% {j.stage}{counts}{note}{rate}{eta}{batch}"
         if not self.tty:
             return f"{j.id} {j.state:<11} [{'#' * int(30 * j.progress):<30}]{tail}"
         head = f"{j.state} "
         room = columns - 1 - len(head) - len(tail) - 2
-        if room < 10:  # a narrow terminal: drop the batch, then the ETA, before the bar goes
+        if room < 10 and note:  # a narrow terminal: drop the note, the batch, then the ETA
+            tail = f" {100 * j.progress:3.0f}% {j.stage}{counts}{rate}{eta}{batch}"
+            room = columns - 1 - len(head) - len(tail) - 2
+        if room < 10:
             tail = f" {100 * j.progress:3.0f}% {j.stage}{counts}{rate}{eta}"
             room = columns - 1 - len(head) - len(tail) - 2
         width = max(10, min(30, room))

@@ -21,7 +21,8 @@ from typing import Any
 
 from embtui.engine.progress import CancelToken, Progress
 from embtui.errors import Cancelled, EmbtuiError
-from embtui.jobs.files import JobPaths, append_log, hostname, wait_for_slot, write_json_atomic
+from embtui.jobs.files import (JobPaths, append_log, hostname, read_json, wait_for_slot,
+                               write_json_atomic)
 from embtui.store.db import Workspace
 from embtui.store.jobs import JobStore
 
@@ -64,9 +65,13 @@ def model_key(spec: Any, fingerprint: str | None) -> str:
 
 
 class Reporter:
-    """The job's live state: progress events in, progress.json + heartbeat + cancel flag out."""
+    """The job's live state: progress events in, progress.json + heartbeat + cancel flag out.
 
-    def __init__(self, paths: JobPaths, job_id: str, token: CancelToken) -> None:
+    ``resumed``: a later attempt of the job. Its progress starts where the previous attempt's
+    progress file left it (the bar never falls back; the work cached since counts as done), and
+    an encode stage's message says what it found cached ("resumed: 1,936 already cached")."""
+
+    def __init__(self, paths: JobPaths, job_id: str, token: CancelToken, resumed: bool = False) -> None:
         self.paths = paths
         self.token = token
         self.lock = threading.Lock()
@@ -80,6 +85,15 @@ class Reporter:
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
         self._last_write = 0.0
         self._last_stage = ""
+        self._last_note = ("", "")
+        self.resumed = resumed
+        if resumed:
+            before = read_json(paths.progress)
+            if before.get("job_id") == job_id:
+                try:
+                    self.state["progress"] = min(1.0, max(0.0, float(before.get("progress") or 0.0)))
+                except (TypeError, ValueError):
+                    pass
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -121,8 +135,11 @@ class Reporter:
                 overall = lo + (hi - lo) * p.fraction
                 self.state["progress"] = round(max(self.state.get("progress", 0.0), overall), 4)
             eta = None if p.eta_s is None else round(p.eta_s, 1)  # of the current stage
+            message = p.message
+            if self.resumed and message and p.stage.startswith("encode"):
+                message = f"resumed: {message}"
             self.state.update(stage=p.stage, done=p.done, total=p.total, items_per_s=round(p.rate, 2),
-                              eta_s=eta, message=p.message)
+                              eta_s=eta, message=message)
             if p.batch_size is not None:
                 self.state["batch_size"] = p.batch_size
                 self.min_batch_size = min(self.min_batch_size or p.batch_size, p.batch_size)
@@ -130,7 +147,10 @@ class Reporter:
                 self.state["device"] = p.device
         if p.stage != self._last_stage:
             self._last_stage = p.stage
-            self.log(f"stage: {p.stage}" + (f" ({p.total} items)" if p.total else ""))
+            self.log(f"stage: {p.stage}" + (f" ({p.total:,} items)" if p.total else ""))
+        if message and (p.stage, message) != self._last_note:
+            self._last_note = (p.stage, message)
+            self.log(f"{p.stage}: {message}")
         self.poll_cancel()
         self.write()
 
@@ -182,7 +202,7 @@ def run_job(workspace: str | os.PathLike[str], job_id: str) -> str:
     paths = JobPaths.of(ws.jobs_dir, job_id)
     pid = os.getpid()
     token = CancelToken()
-    rep = Reporter(paths, job_id, token)
+    rep = Reporter(paths, job_id, token, resumed=row.attempts > 0)
     if row.state != "queued":
         rep.log(f"worker {pid}: job is {row.state}, nothing to do")
         return row.state
