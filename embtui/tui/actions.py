@@ -38,16 +38,33 @@ class ActionSpec:
     key_display: str | None = None
     priority: bool = False
     palette: bool = True
+    footer: str | None = None
+    """The footer's label, where it differs from ``description`` (the palette's name)."""
+    in_help: bool = True
 
     @property
     def keys_text(self) -> str:
         return self.key_display or self.key.replace("question_mark", "?").split(",")[0]
 
 
+# Pane keys (lazygit/k9s habit): 1-6 switch panes whenever no text box has focus; in a box they
+# type, and alt+1-6 switch instead (escape leaves the box). The footer shows the pair that works
+# where the focus is (EmbtuiApp.check_action); `/` goes to the query box from anywhere.
 ACTIONS: tuple[ActionSpec, ...] = (
-    *(ActionSpec("app", key, f"show_pane('{pid}')", title.split(" ")[0],
-                 f"Show the {title} pane", show=False)
+    *(ActionSpec("app", f"{key},alt+{key}", f"show_pane('{pid}')", title.split(" ")[0],
+                 f"Show the {title} pane", show=key == "1", key_display="1-6", footer="Panes")
       for pid, title, key in PANES),
+    *(ActionSpec("app", f"alt+{key}", f"jump_pane('{pid}')", title.split(" ")[0],
+                 f"Show the {title} pane from inside a text box", show=key == "1",
+                 key_display="alt+1-6", footer="Panes", priority=True, palette=False,
+                 in_help=False)
+      for pid, title, key in PANES),
+    ActionSpec("app", "escape", "leave_input", "Leave box",
+               "Leave a text box (then 1-6 and the pane keys work)", key_display="esc",
+               palette=False),
+    ActionSpec("app", "slash", "search", "Search",
+               "Type a query: the Query pane with the focus in its box (from any pane)",
+               key_display="/"),
     ActionSpec("app", "question_mark,f1", "help", "Help", "List every key", key_display="?"),
     ActionSpec("app", "t", "next_split", "Split", "Switch to the project's next split"),
     ActionSpec("app", "ctrl+b", "toggle_sidebar", "Sidebar", "Hide or show the workspace tree",
@@ -55,15 +72,11 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("app", "0", "focus_sidebar", "Tree", "Move focus to the workspace tree", show=False),
     ActionSpec("app", "ctrl+r", "reload", "Reload", "Read the workspace again", show=False),
     ActionSpec("app", "q", "quit", "Quit", "Leave embtui", show=False),
-    ActionSpec("app", "escape", "leave_input", "Leave box",
-               "Leave a text box (then 1-6 and the pane keys work)", show=False, palette=False),
     ActionSpec("sidebar", "delete", "delete_run", "Delete run",
                "Delete the run under the cursor, failed ones too (asks first)", key_display="del",
                show=False, palette=False),
     ActionSpec("sidebar", "space", "toggle_model", "Select model",
                "Add the model under the cursor to the selection (or remove it)", palette=False),
-    ActionSpec("query", "slash", "focus_query", "Type query", "Focus the query box",
-               key_display="/"),
     ActionSpec("query", "ctrl+o,d", "pick_dataset_query", "Dataset query",
                "Pick a query of the dataset from a searchable list", key_display="^o"),
     ActionSpec("query", "k", "next_k", "Top k", "Show the top 10, 20 or 50 hits of each model"),
@@ -113,8 +126,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
 
 def bindings(scope: str) -> list[Binding]:
     """The Textual bindings of one scope, straight from the registry."""
-    return [Binding(a.key, a.action, a.description, show=a.show, key_display=a.key_display,
-                    priority=a.priority, tooltip=a.help)
+    return [Binding(a.key, a.action, a.footer or a.description, show=a.show,
+                    key_display=a.key_display, priority=a.priority, tooltip=a.help)
             for a in ACTIONS if a.scope == scope]
 
 

@@ -21,6 +21,8 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from embtui.tui.actions import ACTIONS, PANES, ActionSpec, bindings
 from embtui.tui.heap import freeze_heap
+from embtui.tui.keys import OrderedKeysMixin
+from embtui.tui.workspace_watch import WorkspaceWatchMixin, read_workspace
 from embtui.tui.messages import (Context, JobsPolled, ModelToggled, ProjectChosen, RunChosen,
                                  WarmedUp, WorkspaceChanged, WorkspaceData, WorkspaceLoaded)
 from embtui.tui.panes.base import Pane
@@ -32,7 +34,6 @@ from embtui.tui.panes.project import ProjectPane
 from embtui.tui.panes.query import QueryPane
 from embtui.tui.widgets.sidebar import WorkspaceTree
 from embtui.tui.widgets.status_bar import StatusBar
-from embtui.tui.workspace_watch import WorkspaceWatchMixin, read_workspace
 
 if TYPE_CHECKING:  # pragma: no cover
     from embtui.store import Store
@@ -47,7 +48,7 @@ JOB_POLL_S = 0.5
 
 
 
-class EmbtuiApp(WorkspaceWatchMixin, App[int]):
+class EmbtuiApp(OrderedKeysMixin, WorkspaceWatchMixin, App[int]):
     """Explore a workspace: pick a project, compare models on real queries, run evaluations."""
 
     TITLE = "embtui"
@@ -99,7 +100,7 @@ class EmbtuiApp(WorkspaceWatchMixin, App[int]):
         self.status_bar = self.query_one(StatusBar)
         self.sidebar = self.query_one(WorkspaceTree)
         self.tab_box = self.query_one(TabbedContent)
-        self.pane("query").focus_default()  # the first thing people do is type a query
+        self.pane("query").focus_query()  # the first thing people do is type a query
         self.call_after_refresh(self._after_first_paint)
 
     def _after_first_paint(self) -> None:
@@ -196,7 +197,7 @@ class EmbtuiApp(WorkspaceWatchMixin, App[int]):
             if isinstance(err, EmbtuiError) or fault is not None:
                 text = str(fault or err)
             else:  # a bug: its traceback goes to a log file, the screen gets one line
-                ws = self.store.ws.root if self.store is not None else None
+                ws = self.store.ws.root if self.store is not None else self.workspace_arg
                 log = crash_log(err, ws)
                 text = f"internal error: {type(err).__name__}: {err} (traceback in {log})"
             self.notify(text, title=event.worker.description or event.worker.name,
@@ -328,14 +329,46 @@ class EmbtuiApp(WorkspaceWatchMixin, App[int]):
         self.pane(pid).activate()
 
     # -- actions ---------------------------------------------------------------------------------
+    def typing(self) -> bool:
+        """Whether a text box has focus (there 1-6 and the letters type; alt+1-6 switch panes)."""
+        from textual.widgets import Input
+
+        focused = self.focused
+        return isinstance(focused, Input) or type(focused).__name__ == "TextArea"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys shown (and active) by where the focus is: the footer says what works right now."""
+        if action in ("show_pane", "search"):
+            return not self.typing()
+        if action in ("jump_pane", "leave_input"):
+            return self.typing()
+        return True
+
     def action_show_pane(self, pid: str) -> None:
         if self.tab_box.active != pid:
             # focus must not stay in the pane being hidden: focusing there re-activates its tab
             self.screen.set_focus(None)
             self.tab_box.active = pid
         self.current_pane = pid  # activates (loads) the pane now, before any queued action
+        pane = self.pane(pid)
+        if not pane.is_mounted:  # panes mount just after the first frame: keys wait for it
+            if not pane.focus_on_mount:
+                pane.focus_on_mount = True
+                self.hold_keys()
+            return
         # focus now, not after refresh: keys typed right after the pane key must land there
-        self.pane(pid).focus_default()
+        pane.focus_default()
+
+    def action_jump_pane(self, pid: str) -> None:
+        """alt+1-6: switch panes from inside a text box too."""
+        self.action_show_pane(pid)
+
+    def action_search(self) -> None:
+        """/: the Query pane with the focus in its box (the slash is not typed)."""
+        self.action_show_pane("query")
+        query = self.pane("query")
+        if query.is_mounted:
+            query.focus_query()  # type: ignore[attr-defined]
 
     def action_help(self) -> None:
         from embtui.tui.screens.help import HelpScreen
@@ -388,7 +421,11 @@ class EmbtuiApp(WorkspaceWatchMixin, App[int]):
     def run_registered(self, spec: ActionSpec) -> None:
         """Run a registry action from the palette: pane actions first show their pane."""
         if spec.scope == "app":
-            self.call_next(self.run_action, spec.action)
+            # called, not run as an action: a pane key picked here works with a text box focused
+            from textual.actions import parse
+
+            _namespace, name, params = parse(spec.action)
+            self.call_next(getattr(self, f"action_{name}"), *params)
         elif spec.scope == "sidebar":
             self.call_next(self.run_action, spec.action, self.sidebar)
         else:

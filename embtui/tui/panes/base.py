@@ -38,6 +38,8 @@ class Pane(Vertical):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.stale = True
+        self.focus_on_mount = False
+        """Shown before it mounted: focus it once mounted, then let the held keys go."""
 
     @property
     def store(self) -> "Store | None":
@@ -55,6 +57,13 @@ class Pane(Vertical):
         """Panes mount lazily (after the first frame): catch up if already shown."""
         if self.shown:
             self.activate()
+        if self.focus_on_mount:
+            self.focus_on_mount = False
+            if self.shown:
+                self.focus_default()
+            release = getattr(self.app, "release_keys", None)
+            if release is not None:
+                release()
 
     def watch_context(self, old: Context, new: Context) -> None:
         self.stale = True

@@ -96,6 +96,11 @@ class QueryPane(LiveColumns, Pane):
         yield Horizontal(id="hit-columns")
 
     def focus_default(self) -> None:
+        """A pane key lands on the results, not in the box: the next 1-6 switches panes again
+        (`/` goes to the box)."""
+        self.focus_body()
+
+    def focus_query(self) -> None:
         focus_now(self.query_one("#query-input", Input))
 
     def reload(self) -> None:
@@ -168,7 +173,8 @@ class QueryPane(LiveColumns, Pane):
         self.query_id = qid
         info = self.query_one("#query-info", Static)
         if qid is None:
-            info.update("free text · ctrl+o: pick a dataset query · esc: leave the box (1-6 panes, ? help)")
+            info.update("free text · ctrl+o: pick a dataset query · esc: leave the box "
+                        "(then 1-6 panes, ? help) · alt+1-6: panes from the box")
         else:
             rel = sum(1 for g in self.qrels.get(qid, {}).values() if g > 0)
             info.update(Text.assemble("dataset query ", (qid, "bold"),
@@ -339,10 +345,7 @@ class QueryPane(LiveColumns, Pane):
         focus_now(box)
 
     def focus_body(self) -> None:
-        columns = list(self.query(HitList))
-        if columns:
-            columns[0].focus_list()
-        else:
+        if not any(column.focus_list() for column in self.query(HitList)):
             self.app.action_focus_sidebar()  # type: ignore[attr-defined]
 
     def action_next_k(self) -> None:
@@ -353,6 +356,3 @@ class QueryPane(LiveColumns, Pane):
         for column in self.query(HitList):
             await column.set_k(k)
         self.notify(f"showing the top {k} of each model", timeout=2)
-
-    def action_focus_query(self) -> None:
-        focus_now(self.query_one("#query-input", Input))

@@ -32,7 +32,8 @@ def help_table() -> Group:
     """Every key from the action registry, one section per place it works."""
     parts: list[object] = []
     for scope, title in SCOPE_TITLES.items():
-        rows = [(_keys(a.key), a.help or a.description) for a in ACTIONS if a.scope == scope]
+        rows = [(_keys(a.key), a.help or a.description) for a in ACTIONS
+                if a.scope == scope and a.in_help]
         if rows:
             parts += _section(title, rows)
     parts += _section("Anywhere", [

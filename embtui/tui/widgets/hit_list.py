@@ -150,6 +150,11 @@ class HitList(Vertical):
         if hit is not None:
             self.post_message(self.DocumentSelected(self.model, hit, self.grades.get(hit.doc_id, 0)))
 
-    def focus_list(self) -> None:
-        lv = self.query_one(ListView)
-        lv.screen.set_focus(lv)  # at once, so keys typed next land here
+    def focus_list(self) -> bool:
+        """Focus the hits at once, so keys typed next land here; False if the column has not
+        mounted its list yet (a model selected a moment ago)."""
+        lists = list(self.query(ListView))
+        if not lists:
+            return False
+        lists[0].screen.set_focus(lists[0])
+        return True
