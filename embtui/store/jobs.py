@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
+import duckdb
+
 from embtui.errors import EmbtuiError, NotFound
 from embtui.store.api import Store
-from embtui.store.db import Workspace
+from embtui.store.db import Workspace, _db_error
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 TERMINAL_STATES = ("done", "failed", "cancelled", "interrupted")
@@ -263,7 +265,16 @@ class JobStore:
         with self.ws.connect() as con:
             names = [r[0] for r in con.execute(
                 "SELECT table_name FROM duckdb_tables() WHERE NOT internal ORDER BY table_name").fetchall()]
-            return {n: int(con.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0]) for n in names}
+            counts = {}
+            for n in names:
+                # hashing every row reads every column block (count(*) alone reads only metadata,
+                # so a garbled or truncated block would pass); DuckDB verifies each block's checksum
+                try:
+                    counts[n] = int(con.execute(f'SELECT count(*), bit_xor(hash(t)) FROM "{n}" t').fetchone()[0])
+                except duckdb.Error as exc:
+                    err = _db_error(exc, self.ws)
+                    raise (err if err is not exc else exc) from exc
+            return counts
 
     def artifact_paths(self) -> list[str]:
         with self.ws.connect() as con:
