@@ -118,7 +118,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("models", "space", "toggle_model", "Select",
                "Add the model under the cursor to the selection (or remove it)", palette=False),
     ActionSpec("models", "ctrl+s", "save_spec", "Save spec", "Save the edited model spec"),
-    ActionSpec("project", "i", "start_import", "Import", "Import a BEIR folder or a pairs file"),
+    ActionSpec("project", "i", "start_import", "Path", "Type the path of a BEIR folder or a pairs file"),
+    ActionSpec("project", "ctrl+s", "run_import", "Import",
+               "Import the folder or file in the form (kind detected from the path)"),
     ActionSpec("project", "D", "load_demo", "Demo", "Import the bundled demo project",
                key_display="D"),
 )

@@ -120,3 +120,83 @@ async def test_path_input_suggests_completions(ws, tmp_path):
         await pilot.pause(0.2)
         await pilot.press("right")  # accept the suggestion
         assert pane.query_one("#import-path").value == str(tmp_path / "my-beir-folder") + "/"
+
+
+def test_completion_stops_where_matches_differ(tmp_path):
+    (tmp_path / "scifact").mkdir()
+    (tmp_path / "scifact-mini").mkdir()
+    (tmp_path / "scores.csv").write_text("")
+    # "s" matches three entries sharing only "sc": completes to that, not to the first entry
+    assert complete_path(str(tmp_path / "s")) == str(tmp_path / "sc")
+    assert complete_path(str(tmp_path / "sc")) is None  # ambiguous from here on
+    assert complete_path(str(tmp_path / "scif")) == str(tmp_path / "scifact")
+    assert complete_path(str(tmp_path / "scifact-")) == str(tmp_path / "scifact-mini") + "/"
+    assert complete_path(str(tmp_path / "scifact")) is None  # scifact/ and scifact-mini/ differ
+    assert complete_path(str(tmp_path / "scifact-mini")) == str(tmp_path / "scifact-mini") + "/"
+
+
+def test_detect_import_kind(tmp_path):
+    from embtui.data.detect import detect_import_kind
+
+    beir = detect_import_kind(DEMO_PATH)
+    assert beir.kind == "beir" and "corpus.jsonl" in beir.note and "test" in beir.note
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("query,positive\n")
+    assert detect_import_kind(pairs) == detect_import_kind(str(pairs))
+    assert detect_import_kind(pairs).kind == "pairs" and "CSV" in detect_import_kind(pairs).note
+    assert detect_import_kind(tmp_path).kind is None
+    assert "without corpus.jsonl" in detect_import_kind(tmp_path).note
+    assert detect_import_kind(tmp_path / "nothing-here") .kind is None
+
+
+async def test_kind_follows_the_path_and_ctrl_s_imports(ws, tmp_path):
+    pairs = tmp_path / "qa.jsonl"
+    pairs.write_text("\n".join(json.dumps({"query": f"q {i}", "positive": f"a {i}"})
+                               for i in range(4)) + "\n")
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False)
+    async with app.run_test(size=(120, 48)) as pilot:
+        pane = await open_project(pilot)
+        await pilot.press("i", *str(pairs))
+        await settle(pilot)
+        assert pane.query_one("#import-kind").value == "pairs"
+        assert pane.query_one("#split-row").display  # the split box appears for pairs
+        assert "detected: pairs file (JSONL)" in str(pane.query_one("#import-detected").render())
+        # typing on: a BEIR folder flips the kind back
+        await pilot.press("ctrl+a", "ctrl+k", *str(DEMO_PATH))
+        await settle(pilot)
+        assert pane.query_one("#import-kind").value == "beir"
+        assert not pane.query_one("#split-row").display
+        assert "BEIR folder" in str(pane.query_one("#import-detected").render())
+        await pilot.press("ctrl+a", "ctrl+k", *str(pairs))
+        await settle(pilot)
+        # the import key is on the button and in the footer, and works from inside the box
+        assert "ctrl+s" in str(pane.query_one("#import-button").label)
+        assert "Import" in screen_text(app).splitlines()[-1]
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        info = app.store.get_project("qa")
+        assert info.documents == 4 and set(info.splits) == {"train"}
+        assert app.context.project == "qa"
+
+
+async def test_path_note_lists_ambiguous_matches(ws, tmp_path):
+    (tmp_path / "scifact").mkdir()
+    (tmp_path / "scifact-mini").mkdir()
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await open_project(pilot)
+        await pilot.press("i", *str(tmp_path / "scif"))
+        await settle(pilot)
+        note = str(pane.query_one("#import-detected").render())
+        assert "2 matches" in note and "scifact/" in note and "scifact-mini/" in note
+
+
+async def test_replace_checkbox_reads_without_colour(ws):
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await open_project(pilot)
+        box = pane.query_one("#import-replace")
+        assert "X" not in box.render().plain.split("replace")[0]
+        box.value = True
+        await pilot.pause()
+        assert "X" in box.render().plain.split("replace")[0]

@@ -15,9 +15,19 @@ from textual.widgets import Button, Checkbox, DataTable, Input, Label, Select, S
 from embtui.tui.actions import bindings
 from embtui.tui.messages import WorkspaceChanged
 from embtui.tui.panes.base import Pane, focus_now
-from embtui.tui.widgets.path_suggester import PathSuggester
+from embtui.tui.widgets.path_suggester import PathSuggester, path_matches
 
 KINDS = [("BEIR folder", "beir"), ("pairs file (JSONL/CSV/Parquet)", "pairs")]
+
+
+class MarkedCheckbox(Checkbox):
+    """A checkbox that reads without colour: ``X`` when checked, blank when not (Textual draws
+    an ``X`` in both states and tells them apart by colour only)."""
+
+    @property
+    def _button(self):  # type: ignore[override]
+        self.BUTTON_INNER = "X" if self.value else " "
+        return super()._button
 
 
 class ProjectPane(Pane):
@@ -47,6 +57,7 @@ class ProjectPane(Pane):
                 yield Label("path", classes="form-label")
                 yield Input(placeholder="folder or file (→ completes)", suggester=PathSuggester(),
                             id="import-path")
+            yield Static(id="import-detected", classes="form-note")
             with Horizontal(classes="form-row"):
                 yield Label("project", classes="form-label")
                 yield Input(placeholder="project name", id="import-name")
@@ -54,8 +65,8 @@ class ProjectPane(Pane):
                 yield Label("split", classes="form-label")
                 yield Input("train", placeholder="split for pairs", id="import-split")
             with Horizontal(classes="form-row"):
-                yield Checkbox("replace an existing project", id="import-replace")
-                yield Button("Import", id="import-button", variant="primary")
+                yield MarkedCheckbox("replace an existing project", id="import-replace")
+                yield Button("Import (ctrl+s)", id="import-button", variant="primary")
             yield Static(id="import-error", classes="error-area")
             yield Static(id="import-result")
 
@@ -96,6 +107,31 @@ class ProjectPane(Pane):
     @on(Select.Changed, "#import-kind")
     def show_split_for_pairs(self, event: Select.Changed) -> None:
         self.query_one("#split-row").display = event.value == "pairs"
+
+    @on(Input.Changed, "#import-path")
+    def detect_kind(self, event: Input.Changed) -> None:
+        """Set the kind from what the path is (a folder with corpus.jsonl, a pairs file) and say
+        so; while the path names nothing yet, list what it could complete to."""
+        from embtui.data.detect import detect_import_kind
+
+        found = detect_import_kind(event.value)
+        note = self.query_one("#import-detected", Static)
+        if found.kind is not None:
+            kind = self.query_one("#import-kind", Select)
+            if kind.value != found.kind:
+                kind.value = found.kind
+            note.update(Text.assemble(("detected: ", "dim"), found.note))
+            return
+        if found.note:
+            note.update(Text.assemble(("note: ", "dim"), found.note))
+            return
+        matches = path_matches(event.value)
+        if len(matches) > 1:
+            names = [Path(m.rstrip("/")).name + ("/" if m.endswith("/") else "") for m in matches]
+            shown = "  ".join(names[:8]) + (f"  … {len(names) - 8} more" if len(names) > 8 else "")
+            note.update(Text.assemble((f"{len(matches)} matches: ", "dim"), shown))
+        else:
+            note.update("")
 
     @on(Input.Submitted, "#import-path")
     def path_entered(self) -> None:
