@@ -13,11 +13,12 @@ PKG = Path(__file__).resolve().parents[1] / "embtui"
 
 # What each layer must never import (module-level or inside functions).
 FORBIDDEN = {
-    "store": ("embtui.engine", "embtui.jobs", "embtui.tui", "embtui.data", "textual"),
-    "data": ("embtui.engine", "embtui.jobs", "embtui.tui", "textual", "duckdb"),
-    "engine": ("embtui.jobs", "embtui.tui", "textual", "duckdb"),
-    "jobs": ("embtui.tui", "textual"),
-    "tui": ("duckdb",),
+    "store": ("embtui.engine", "embtui.jobs", "embtui.tui", "embtui.data", "embtui.cli", "textual"),
+    "data": ("embtui.engine", "embtui.jobs", "embtui.tui", "embtui.cli", "textual", "duckdb"),
+    "engine": ("embtui.jobs", "embtui.tui", "embtui.cli", "textual", "duckdb"),
+    "jobs": ("embtui.tui", "embtui.cli", "textual"),
+    "tui": ("embtui.cli", "duckdb"),
+    "cli": ("textual", "duckdb"),
 }
 
 
@@ -56,3 +57,70 @@ def test_light_modules_do_not_import_torch(module: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """embtui module -> the embtui modules it imports (anywhere in it, lazily or not)."""
+    def name_of(path: Path) -> str:
+        parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    modules = {name_of(p): p for p in PKG.rglob("*.py")}
+
+    def owner(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for mod, path in modules.items():
+        deps: set[str | None] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps.update(owner(a.name) for a in node.names if a.name.startswith("embtui"))
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
+                    and node.module.startswith("embtui"):
+                for a in node.names:  # `from pkg import submodule` depends on the submodule
+                    full = f"{node.module}.{a.name}"
+                    deps.add(full if full in modules else owner(node.module))
+        graph[mod] = {d for d in deps if d and d != mod}
+    return graph
+
+
+def test_no_import_circle_anywhere() -> None:
+    """Strongly connected components of the import graph (Tarjan), over every module."""
+    graph = _module_graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                circles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert not circles, f"import circles: {circles}"
+
+
+def test_the_graph_sees_lazy_imports() -> None:
+    graph = _module_graph()
+    assert "embtui.cli.jobs" in graph["embtui.cli.evaluate"]  # imported inside cmd_eval
+    assert "embtui.cli.output" in graph["embtui.cli.data"]

@@ -270,7 +270,7 @@ def test_pickled_weights_are_refused_in_one_line(ws: Path, tiny_model: Path, tmp
 
 def test_a_bug_is_one_line_pointing_at_a_crash_log(ws: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    import embtui.cli as cli_mod
+    import embtui.cli.evaluate as cli_mod
 
     def broken(args):  # stands in for any bug: an exception embtui did not expect
         return {}["no such key"]
@@ -290,7 +290,7 @@ def test_oserror_from_a_full_disk_anywhere_is_one_line(ws: Path, monkeypatch: py
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     import errno
 
-    import embtui.cli as cli_mod
+    import embtui.cli.evaluate as cli_mod
 
     def full(args):  # the boundary: the OS says the disk is full
         raise OSError(errno.ENOSPC, "No space left on device", str(ws / "out.bin"))

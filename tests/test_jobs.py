@@ -373,7 +373,7 @@ def test_follow_bar_fits_the_terminal_so_it_redraws_in_place(columns: int) -> No
     follow bar would scroll instead of updating in place (seen at 100 columns on SciFact)."""
     from types import SimpleNamespace
 
-    from embtui.jobs.cli import _Bar
+    from embtui.cli.jobs import FollowBar as _Bar
 
     j = SimpleNamespace(id="261201-133034-19a3", state="running", progress=0.37, stage="encode documents",
                         done=1917, total=5183, items_per_s=34.6, eta_s=95.0, batch_size=32, finished=False,
@@ -402,7 +402,7 @@ def test_progress_never_goes_backwards_across_a_kill_and_resume(tiny_model: Path
     remaining part, and says how much the resume found cached."""
     from embtui.engine.cache import hash_texts
     from embtui.engine.encode import Encoder
-    from embtui.jobs.cli import _Bar
+    from embtui.cli.jobs import FollowBar as _Bar
     from embtui.jobs.files import try_slot
 
     ws = demo_store.ws.root

@@ -229,19 +229,22 @@ def build_report(store: Any, run_ids: Sequence[int | str], metric: str = "ndcg@1
 # ----------------------------------------------------------------------------- formatting helpers
 
 
-def _f(x: float | None, digits: int = 4) -> str:
+def fmt_value(x: float | None, digits: int = 4) -> str:
+    """A metric value with ``digits`` decimals; – for none or NaN (tables and reports)."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     return f"{x:.{digits}f}"
 
 
-def _p(x: float | None) -> str:
+def fmt_p(x: float | None) -> str:
+    """A p-value: <0.0001 below that, four decimals above; – for none or NaN."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     return "<0.0001" if x < 1e-4 else f"{x:.4f}"
 
 
-def _signed(x: float | None) -> str:
+def fmt_signed(x: float | None) -> str:
+    """A delta with its sign, four decimals; – for none or NaN."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     return f"{x:+.4f}"
@@ -262,17 +265,17 @@ def _verdict_sentence(report: Report) -> list[str]:
     out = []
     for t in c.tests:
         r = t.result
-        ci = f"{CONFIDENCE:.0%} CI [{_signed(r.ci_low)}, {_signed(r.ci_high)}]"
+        ci = f"{CONFIDENCE:.0%} CI [{fmt_signed(r.ci_low)}, {fmt_signed(r.ci_high)}]"
         p = t.p_holm.get(t.primary, r.p(t.primary))
         holm = " (Holm-adjusted)" if len(c.tests) > 1 else ""
         if t.significant:
             word = "better" if r.mean_delta > 0 else "worse"
             out.append(f"Run {c.label(t.run_id)} is significantly {word} than {base} on {c.metric}: "
-                       f"Δ {_signed(r.mean_delta)}, {ci}; {TEST_NAMES[t.primary]} p = {_p(p)}{holm}; "
+                       f"Δ {fmt_signed(r.mean_delta)}, {ci}; {TEST_NAMES[t.primary]} p = {fmt_p(p)}{holm}; "
                        f"{r.wins} wins / {r.ties} ties / {r.losses} losses over {r.n} queries.")
         else:
-            out.append(f"Run {c.label(t.run_id)} vs {base} on {c.metric}: Δ {_signed(r.mean_delta)}, {ci}; "
-                       f"not significant at α = {t.alpha} ({TEST_NAMES[t.primary]} p = {_p(p)}{holm}); "
+            out.append(f"Run {c.label(t.run_id)} vs {base} on {c.metric}: Δ {fmt_signed(r.mean_delta)}, {ci}; "
+                       f"not significant at α = {t.alpha} ({TEST_NAMES[t.primary]} p = {fmt_p(p)}{holm}); "
                        f"{r.wins} wins / {r.ties} ties / {r.losses} losses over {r.n} queries.")
         if r.note:
             out[-1] += f" ({r.note})"
@@ -288,18 +291,18 @@ def _sig_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     for r in c.run_ids:
         run = c.runs[r]
         if r == c.baseline_id:
-            rows.append([str(r), run.model_name + " (baseline)", _f(c.means[r]), "", "", "", "", "", "",
+            rows.append([str(r), run.model_name + " (baseline)", fmt_value(c.means[r]), "", "", "", "", "", "",
                          "", ""])
             continue
         t = c.test_for(r)
         x = t.result
 
         def ph(test: str) -> str:
-            return f"{_p(x.p(test))} ({_p(t.p_holm.get(test))})"
+            return f"{fmt_p(x.p(test))} ({fmt_p(t.p_holm.get(test))})"
 
-        rows.append([str(r), run.model_name, _f(c.means[r]), _signed(x.mean_delta),
-                     f"[{_signed(x.ci_low)}, {_signed(x.ci_high)}]", f"{x.wins}/{x.ties}/{x.losses}",
-                     _f(x.effect_size, 3), ph("ttest"), ph("wilcoxon"), ph("permutation"),
+        rows.append([str(r), run.model_name, fmt_value(c.means[r]), fmt_signed(x.mean_delta),
+                     f"[{fmt_signed(x.ci_low)}, {fmt_signed(x.ci_high)}]", f"{x.wins}/{x.ties}/{x.losses}",
+                     fmt_value(x.effect_size, 3), ph("ttest"), ph("wilcoxon"), ph("permutation"),
                      t.verdict + (" " + t.stars if t.stars else "")])
     return headers, rows
 
@@ -313,7 +316,7 @@ def _summary_rows(report: Report) -> tuple[list[str], list[list[str]]]:
         run = c.runs[r]
         name = run.model_name + (" (baseline)" if r == c.baseline_id else "")
         rows.append([str(r), name, *(
-            (_f(report.summary[r].get(m)) + " " + report.summary_markers[r].get(m, "")).strip()
+            (fmt_value(report.summary[r].get(m)) + " " + report.summary_markers[r].get(m, "")).strip()
             for m in metrics)])
     return ["run", "model", *metrics], rows
 
@@ -332,11 +335,11 @@ def _slice_rows(report: Report, table: SliceTable) -> tuple[list[str], list[list
         cells = [row.key, str(row.n)]
         for r in table.run_ids:
             cell = row.cell(r)
-            cells.append(_f(cell.mean))
+            cells.append(fmt_value(cell.mean))
         for r in table.run_ids:
             if r != table.baseline_id:
                 cell = row.cell(r)
-                cells.append(f"{_signed(cell.delta)} ({_p(cell.p_vs_baseline_holm)})")
+                cells.append(f"{fmt_signed(cell.delta)} ({fmt_p(cell.p_vs_baseline_holm)})")
         flags = [f"{r}: {', '.join(row.cell(r).flags)}" for r in table.run_ids if row.cell(r).flags]
         cells.append("; ".join(flags))
         rows.append(cells)
@@ -350,8 +353,8 @@ def _query_rows(report: Report, run_id: int, lines: Sequence[QueryLine]) -> tupl
     rows = []
     for ql in lines:
         d = ql.delta
-        rows.append([d.query_id, _short(d.text), str(d.n_relevant), _f(d.baseline), _f(d.value),
-                     _signed(d.delta),
+        rows.append([d.query_id, _short(d.text), str(d.n_relevant), fmt_value(d.baseline), fmt_value(d.value),
+                     fmt_signed(d.delta),
                      f"{_rank(ql.first_relevant[c.baseline_id])} / {_rank(ql.first_relevant[run_id])}",
                      ", ".join(ql.tags)])
     return headers, rows
@@ -366,7 +369,7 @@ def _slice_findings(report: Report) -> list[str]:
                 flags = row.cell(r).flags
                 if flags:
                     out.append(f"{table.title} = {row.key} (n={row.n}): run {c.label(r)} "
-                               f"{', '.join(flags)} (mean {_f(row.cell(r).mean)})")
+                               f"{', '.join(flags)} (mean {fmt_value(row.cell(r).mean)})")
     return out
 
 
@@ -441,8 +444,8 @@ def render_markdown(report: Report) -> str:
             out.append(_md_table(*_query_rows(report, r, report.wins[r])))
     if report.corrected:
         out += ["", f"## Corrected judgments ({report.overlay_judgments} added by hand)", ""]
-        rows = [[str(r), c.runs[r].model_name, _f(c.runs[r].metrics.get(c.metric)),
-                 _f(report.corrected[r].get(c.metric))] for r in c.run_ids]
+        rows = [[str(r), c.runs[r].model_name, fmt_value(c.runs[r].metrics.get(c.metric)),
+                 fmt_value(report.corrected[r].get(c.metric))] for r in c.run_ids]
         out.append(_md_table(["run", "model", f"{c.metric} (imported qrels)",
                               f"{c.metric} (qrels + overlay)"], rows))
     out += ["", "## Configuration of every run", "",
@@ -587,8 +590,8 @@ def render_html(report: Report) -> str:
             body += [f"<h2>Largest wins of {_h(c.label(r))} against the baseline</h2>",
                      _html_table(*_query_rows(report, r, report.wins[r]), numeric_from=3)]
     if report.corrected:
-        rows = [[str(r), c.runs[r].model_name, _f(c.runs[r].metrics.get(c.metric)),
-                 _f(report.corrected[r].get(c.metric))] for r in c.run_ids]
+        rows = [[str(r), c.runs[r].model_name, fmt_value(c.runs[r].metrics.get(c.metric)),
+                 fmt_value(report.corrected[r].get(c.metric))] for r in c.run_ids]
         body += [f"<h2>Corrected judgments ({report.overlay_judgments} added by hand)</h2>",
                  _html_table(["run", "model", f"{c.metric} (imported qrels)",
                               f"{c.metric} (qrels + overlay)"], rows)]
@@ -639,16 +642,17 @@ def render_csv(report: Report) -> str:
 
 def render_json(report: Report) -> str:
     """The whole report as JSON (NaN written as null, so any JSON reader takes it)."""
-    return json.dumps(_nan_to_none(report.to_dict()), indent=2, default=str, allow_nan=False) + "\n"
+    return json.dumps(nan_to_none(report.to_dict()), indent=2, default=str, allow_nan=False) + "\n"
 
 
-def _nan_to_none(obj: Any) -> Any:
+def nan_to_none(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as None, so it serialises as strict JSON."""
     if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
         return None
     if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
+        return {k: nan_to_none(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
+        return [nan_to_none(v) for v in obj]
     return obj
 
 

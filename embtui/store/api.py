@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from embtui.errors import EmbtuiError, NotFound
 from embtui.store.db import Workspace
+from embtui.store.inflight import refuse_while_jobs_run
 
 if TYPE_CHECKING:
     from embtui.store.annotations import AnnotationStore
@@ -108,21 +109,6 @@ def check_project_name(name: Any) -> str:
     if len(name) > 200:
         raise EmbtuiError(f"a project name is at most 200 characters, got {len(name)}", hint)
     return name
-
-
-def refuse_while_jobs_run(con: Any, project: str, action: str) -> None:
-    """An EmbtuiError naming the queued/running jobs of ``project`` (their runs would vanish)."""
-    from embtui.store.jobs import active_jobs_of_project
-
-    jobs = active_jobs_of_project(con, project)
-    if jobs:
-        listed = ", ".join(f"{job_id} ({state})" for job_id, state in jobs)
-        cancel = "; ".join(f"embtui jobs cancel {job_id}" for job_id, _ in jobs)
-        raise EmbtuiError(
-            f"cannot {action} project '{project}' while {len(jobs)} job(s) of it are queued or "
-            f"running: {listed}",
-            f"wait for them to finish, or cancel them with `{cancel}`, then try again",
-        )
 
 
 class Store:

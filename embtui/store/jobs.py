@@ -60,22 +60,6 @@ def _placeholders(values: Sequence[Any]) -> str:
     return ", ".join("?" for _ in values)
 
 
-def active_jobs_of_project(con: Any, project: str) -> list[tuple[str, str]]:
-    """(job id, state) of the queued or running jobs on ``project``, oldest first, read on ``con``
-    (so a caller can check inside its own transaction)."""
-    rows = con.execute("""SELECT id, state, request FROM jobs WHERE state IN ('queued', 'running')
-                          ORDER BY created_at, id""").fetchall()
-    out = []
-    for job_id, state, request in rows:
-        try:
-            wanted = json.loads(request).get("project") if request else None
-        except (ValueError, AttributeError):
-            wanted = None
-        if wanted == project:
-            out.append((job_id, state))
-    return out
-
-
 class JobStore:
     """Reads and writes of the ``jobs`` and ``batch_sizes`` tables of one workspace."""
 

@@ -1,31 +1,13 @@
-"""CLI commands for comparing runs: `compare`, `report`, `tags`, `annotate`, `export negatives`."""
+"""`embtui compare`, `report`, `tags`, `annotate` and `export negatives`: runs side by side."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, Sequence
 
+from embtui.cli.output import open_store, print_json, table
 from embtui.errors import EmbtuiError
-
-
-def _store(args: argparse.Namespace) -> Any:
-    from embtui.cli import _store as open_store
-
-    return open_store(args, create=False)
-
-
-def _print_json(obj: Any) -> None:
-    from embtui.engine.report import _nan_to_none
-
-    print(json.dumps(_nan_to_none(obj), indent=2, default=str))
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    from embtui.cli import _table as table
-
-    return table(headers, rows)
 
 
 def _run_ids(values: Sequence[str]) -> list[int]:
@@ -41,9 +23,9 @@ def _run_ids(values: Sequence[str]) -> list[int]:
 # -- compare --------------------------------------------------------------------------------------
 def cmd_compare(args: argparse.Namespace) -> int:
     from embtui.engine.compare import TEST_NAMES, compare_runs, slice_comparison
-    from embtui.engine.report import _f, _p, _signed
+    from embtui.engine.report import fmt_p, fmt_signed, fmt_value
 
-    store = _store(args)
+    store = open_store(args, create=False)
     comp = compare_runs(store, _run_ids(args.runs), args.metric,
                         None if args.baseline is None else _run_ids([args.baseline])[0],
                         qrels_overlay=args.corrected)
@@ -53,7 +35,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if not args.per_query:
             out.pop("per_query")
         out["slices"] = [s.to_dict() for s in slices]
-        _print_json(out)
+        print_json(out)
         return 0
     where = f"{comp.project}/{comp.split}" + (" (qrels + overlay)" if comp.qrels_overlay else "")
     print(f"{where}: {comp.metric} over {len(comp.query_ids)} queries scored by every run; "
@@ -62,15 +44,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for r in comp.run_ids:
         name = comp.runs[r].model_name
         if r == comp.baseline_id:
-            rows.append([r, name + " (baseline)", _f(comp.means[r]), "", "", "", "", "", "", ""])
+            rows.append([r, name + " (baseline)", fmt_value(comp.means[r]), "", "", "", "", "", "", ""])
             continue
         t = comp.test_for(r)
         x = t.result
-        rows.append([r, name, _f(comp.means[r]), _signed(x.mean_delta),
-                     f"[{_signed(x.ci_low)}, {_signed(x.ci_high)}]", f"{x.wins}/{x.ties}/{x.losses}",
-                     _p(x.p_ttest), _p(x.p_wilcoxon), _p(x.p_permutation),
-                     f"{_p(t.p_primary)} {t.verdict}{' ' + t.stars if t.stars else ''}"])
-    print(_table(["run", "model", "mean", "delta", "95% CI", "W/T/L", "p t-test", "p wilcoxon",
+        rows.append([r, name, fmt_value(comp.means[r]), fmt_signed(x.mean_delta),
+                     f"[{fmt_signed(x.ci_low)}, {fmt_signed(x.ci_high)}]", f"{x.wins}/{x.ties}/{x.losses}",
+                     fmt_p(x.p_ttest), fmt_p(x.p_wilcoxon), fmt_p(x.p_permutation),
+                     f"{fmt_p(t.p_primary)} {t.verdict}{' ' + t.stars if t.stars else ''}"])
+    print(table(["run", "model", "mean", "delta", "95% CI", "W/T/L", "p t-test", "p wilcoxon",
                   "p random.", "p holm (random.)"], rows))
     notes = [f"run {t.run_id}: {t.result.note}" for t in comp.tests if t.result.note]
     dropped = {r: n for r, n in comp.dropped.items() if n}
@@ -86,21 +68,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
             worst = [d for d in comp.deltas[r][: args.top] if d.delta < 0]
             if worst:
                 print(f"\nlargest losses of run {r} against run {comp.baseline_id}:")
-                print(_table(["query", "text", "delta", "baseline", "run"],
-                             [[d.query_id, d.text[:70], _signed(d.delta), _f(d.baseline),
-                               _f(d.value)] for d in worst]))
+                print(table(["query", "text", "delta", "baseline", "run"],
+                             [[d.query_id, d.text[:70], fmt_signed(d.delta), fmt_value(d.baseline),
+                               fmt_value(d.value)] for d in worst]))
     for s in slices:
         print(f"\nby {s.title}:")
         headers = ["slice", "n", *(f"run {r}" for r in s.run_ids),
                    *(f"delta {r} (p holm)" for r in s.run_ids if r != s.baseline_id), "flags"]
         rows = []
         for row in s.rows:
-            rows.append([row.key, row.n, *(_f(row.cell(r).mean) for r in s.run_ids),
-                         *(f"{_signed(row.cell(r).delta)} ({_p(row.cell(r).p_vs_baseline_holm)})"
+            rows.append([row.key, row.n, *(fmt_value(row.cell(r).mean) for r in s.run_ids),
+                         *(f"{fmt_signed(row.cell(r).delta)} ({fmt_p(row.cell(r).p_vs_baseline_holm)})"
                            for r in s.run_ids if r != s.baseline_id),
                          "; ".join(f"{r}: {', '.join(row.cell(r).flags)}" for r in s.run_ids
                                    if row.cell(r).flags)])
-        print(_table(headers, rows))
+        print(table(headers, rows))
     return 0
 
 
@@ -109,7 +91,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from embtui.engine.report import build_report, report_format, write_report
 
     report_format(args.out)  # a bad extension fails before any work
-    store = _store(args)
+    store = open_store(args, create=False)
     report = build_report(store, _run_ids(args.runs), args.metric,
                           None if args.baseline is None else _run_ids([args.baseline])[0],
                           slices=args.by, qrels_overlay=args.corrected, top=args.top)
@@ -123,25 +105,25 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 # -- annotations ----------------------------------------------------------------------------------
 def cmd_tags(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = open_store(args, create=False)
     if args.project:
         store.get_project(args.project)
     anns = store.annotations.find(args.project, label=args.label)
     judgments = store.annotations.judgments(args.project)
     if args.json:
-        _print_json({"annotations": [a.to_dict() for a in anns],
+        print_json({"annotations": [a.to_dict() for a in anns],
                      "judgments": [j.to_dict() for j in judgments]})
         return 0
     if not anns and not judgments:
         print("no annotations yet: add one with `embtui annotate PROJECT QUERY_ID --label LABEL`")
         return 0
     if anns:
-        print(_table(["id", "project", "query", "label", "doc", "note", "run"],
+        print(table(["id", "project", "query", "label", "doc", "note", "run"],
                      [[a.id, a.project, a.query_id, a.label, a.doc_id or "", (a.note or "")[:60],
                        a.run_id or ""] for a in anns]))
     if judgments and not args.label:
         print("\nqrels overlay (judgments added by hand):")
-        print(_table(["project", "split", "query", "doc", "grade", "note"],
+        print(table(["project", "split", "query", "doc", "grade", "note"],
                      [[j.project, j.split, j.query_id, j.doc_id, j.grade, (j.note or "")[:60]]
                       for j in judgments]))
     return 0
@@ -150,7 +132,7 @@ def cmd_tags(args: argparse.Namespace) -> int:
 def cmd_annotate(args: argparse.Namespace) -> int:
     from embtui.engine.compare import mark_relevant
 
-    store = _store(args)
+    store = open_store(args, create=False)
     run_id = None
     if args.target.isdigit() and not store.project_exists(args.target):
         run = store.get_run(int(args.target))
@@ -195,11 +177,11 @@ def cmd_export_negatives(args: argparse.Namespace) -> int:
     from embtui.engine.negatives import export_negatives, format_for
 
     format_for(args.out, args.format)
-    store = _store(args)
+    store = open_store(args, create=False)
     report = export_negatives(store, _run_ids([args.run])[0], args.out, fmt=args.format,
                               max_negatives=args.max_negatives, all_queries=args.all_queries)
     if args.json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
     else:
         print(report.summary())
     split = store.get_run(int(args.run)).split
@@ -219,9 +201,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def add_commands(subparsers: Any) -> None:
+def add_commands(sub: Any) -> None:
     """Register `compare`, `report`, `tags`, `annotate` and `export negatives`."""
-    p = subparsers.add_parser("compare", help="compare runs per query with paired significance tests")
+    p = sub.add_parser("compare", help="compare runs per query with paired significance tests")
     p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run ids of one project split")
     p.add_argument("--metric", default="ndcg@10")
     p.add_argument("--baseline", metavar="RUN", help="the run the others are tested against (default: the first)")
@@ -233,7 +215,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--per-query", action="store_true", help="with --json: include every query's delta")
     p.set_defaults(func=cmd_compare)
 
-    p = subparsers.add_parser("report", help="write a comparison report (.md, .html, .csv or .json)")
+    p = sub.add_parser("report", help="write a comparison report (.md, .html, .csv or .json)")
     p.add_argument("runs", nargs="+", metavar="RUN")
     p.add_argument("--out", required=True, metavar="FILE", help="format from the extension")
     p.add_argument("--metric", default="ndcg@10")
@@ -244,13 +226,13 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--top", type=int, default=10, help="queries in the largest losses/wins tables")
     p.set_defaults(func=cmd_report)
 
-    p = subparsers.add_parser("tags", help="list annotations and judgments added by hand")
+    p = sub.add_parser("tags", help="list annotations and judgments added by hand")
     p.add_argument("--project")
     p.add_argument("--label", help="only this label")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_tags)
 
-    p = subparsers.add_parser("annotate", help="label a query or (query, document), or judge a document")
+    p = sub.add_parser("annotate", help="label a query or (query, document), or judge a document")
     p.add_argument("target", metavar="RUN_OR_PROJECT", help="a run id (its project and split) or a project")
     p.add_argument("query", metavar="QUERY_ID")
     p.add_argument("--doc", metavar="DOC_ID", help="annotate the (query, document) pair")
@@ -263,7 +245,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--delete", action="store_true", help="remove the given labels instead of adding")
     p.set_defaults(func=cmd_annotate)
 
-    p = subparsers.add_parser("export", help="export training data from a run")
+    p = sub.add_parser("export", help="export training data from a run")
     sub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     q = sub.add_parser("negatives", help="hard negatives as anchor/positive/negative_1..n rows "
                                         "(sentence-transformers MultipleNegativesRankingLoss)")

@@ -1,29 +1,14 @@
-"""CLI commands for background jobs: `eval --detach`, `jobs [follow|cancel|resume|log]`, `doctor`."""
+"""`eval --detach`, `embtui jobs [follow|cancel|resume|log]` and `embtui doctor`."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
+from embtui.cli.output import fmt_eta, open_workspace, print_json, table
 from embtui.errors import EmbtuiError
-
-
-def _workspace(args: argparse.Namespace) -> Any:
-    from embtui.store import Workspace, default_workspace
-
-    ws = Workspace(Path(args.workspace) if args.workspace else default_workspace())
-    if not ws.exists():
-        raise EmbtuiError(f"no embtui workspace at {ws.root}",
-                          "pass --workspace DIR or create one with `embtui import`")
-    return ws
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, default=str))
 
 
 def detach_eval(store: Any, requests: Sequence[Any], args: argparse.Namespace) -> int:
@@ -38,7 +23,7 @@ def detach_eval(store: Any, requests: Sequence[Any], args: argparse.Namespace) -
         out: dict[str, Any] = {"job_ids": ids}
         if len(ids) == 1:
             out["job_id"] = ids[0]
-        _print_json(out)
+        print_json(out)
         return 0
     for job_id, req in zip(ids, requests):
         print(f"job {job_id}: {req.model.name} on {req.project}/{req.split}")
@@ -47,13 +32,6 @@ def detach_eval(store: Any, requests: Sequence[Any], args: argparse.Namespace) -
 
 
 # -- embtui jobs ---------------------------------------------------------------------------------
-def _fmt_eta(eta: float | None) -> str:
-    if eta is None:
-        return ""
-    eta = int(eta)
-    return f"{eta // 3600}h{eta % 3600 // 60:02d}m" if eta >= 3600 else f"{eta // 60}m{eta % 60:02d}s"
-
-
 def _list_json(info: Any) -> dict[str, Any]:
     d = info.to_dict()
     d.pop("log_tail", None)
@@ -61,12 +39,11 @@ def _list_json(info: Any) -> dict[str, Any]:
 
 
 def _cmd_list(ws: Any, args: argparse.Namespace) -> int:
-    from embtui.cli import _table
     from embtui.jobs.api import list_jobs
 
     jobs = list_jobs(ws)
     if args.json:
-        _print_json({"jobs": [_list_json(j) for j in jobs]})
+        print_json({"jobs": [_list_json(j) for j in jobs]})
         return 0
     if not jobs:
         print("no jobs yet: start one with `embtui eval --project NAME --model MODEL --detach`")
@@ -75,8 +52,8 @@ def _cmd_list(ws: Any, args: argparse.Namespace) -> int:
     for j in jobs:
         rows.append([j.id, j.state, f"{100 * j.progress:.0f}%", j.stage, j.model, f"{j.project}/{j.split}",
                      j.device or "", j.batch_size or "", f"{j.items_per_s:.0f}" if j.items_per_s else "",
-                     _fmt_eta(j.eta_s) if j.state == "running" else "", j.run_id or "", j.created_at])
-    print(_table(["job", "state", "progress", "stage", "model", "project", "device", "batch", "items/s",
+                     fmt_eta(j.eta_s) if j.state == "running" else "", j.run_id or "", j.created_at])
+    print(table(["job", "state", "progress", "stage", "model", "project", "device", "batch", "items/s",
                   "eta", "run", "created"], rows))
     for j in jobs:
         if j.error and j.state in ("failed", "interrupted"):
@@ -86,7 +63,7 @@ def _cmd_list(ws: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-class _Bar:
+class FollowBar:
     """A live progress line: redrawn in place on a terminal (fitted to its width), one line per stage
     change otherwise (a log file, a CI pipe)."""
 
@@ -98,7 +75,7 @@ class _Bar:
     def line(self, j: Any, columns: int) -> str:
         """The progress line for job info ``j``, at most ``columns - 1`` characters on a terminal."""
         rate = f" {j.items_per_s:.0f}/s" if j.items_per_s and j.state == "running" else ""
-        eta = f" eta {_fmt_eta(j.eta_s)}" if j.eta_s and j.state == "running" else ""
+        eta = f" eta {fmt_eta(j.eta_s)}" if j.eta_s and j.state == "running" else ""
         counts = f" {j.done}/{j.total}" if j.total else ""
         batch = f" batch {j.batch_size}" if j.batch_size else ""
         note = f" ({j.message})" if j.message and not j.finished else ""
@@ -141,7 +118,7 @@ def _cmd_follow(ws: Any, args: argparse.Namespace) -> int:
     from embtui.jobs.api import follow_job, get_job
 
     info = get_job(ws, args.job_id, log_lines=0)
-    bar = _Bar()
+    bar = FollowBar()
     if bar.tty and not info.finished:
         print(f"following job {info.id}: {info.model} on {info.project}/{info.split}, "
               f"{info.device or 'device pending'} (Ctrl-C stops following; the job keeps running)",
@@ -156,7 +133,7 @@ def _cmd_follow(ws: Any, args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if args.json:
-        _print_json(final.to_dict())
+        print_json(final.to_dict())
     else:
         what = f"run {final.run_id}" if final.run_id else "no run"
         print(f"job {final.id} {final.state} ({what})" + (f": {final.error}" if final.error else ""))
@@ -175,7 +152,7 @@ def _cmd_cancel(ws: Any, args: argparse.Namespace) -> int:
         time.sleep(0.2)
         info = get_job(ws, args.job_id, log_lines=0)
     if args.json:
-        _print_json(_list_json(info))
+        print_json(_list_json(info))
     elif info.state in ("running", "queued"):
         print(f"job {info.id}: cancel requested; it stops after its current batch")
     else:
@@ -189,7 +166,7 @@ def _cmd_resume(ws: Any, args: argparse.Namespace) -> int:
     resume_job(ws, args.job_id)
     info = get_job(ws, args.job_id, log_lines=0)
     if args.json:
-        _print_json(_list_json(info))
+        print_json(_list_json(info))
     else:
         print(f"job {info.id} resumed (worker pid {info.pid}); follow with `embtui jobs follow {info.id}`")
     return 0
@@ -205,7 +182,7 @@ def _cmd_log(ws: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    ws = _workspace(args)
+    ws = open_workspace(args)
     if args.action == "list":
         return _cmd_list(ws, args)
     if not args.job_id:
@@ -217,12 +194,11 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 # -- embtui doctor -------------------------------------------------------------------------------
 def cmd_doctor(args: argparse.Namespace) -> int:
     from embtui.jobs.doctor import check_workspace
-    from embtui.store import Workspace, default_workspace
 
-    ws = Workspace(Path(args.workspace) if args.workspace else default_workspace())
+    ws = open_workspace(args, must_exist=False)
     report = check_workspace(ws, fix=args.fix)
     if args.json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
         return 0 if report.ok else 1
     for c in report.checks:
         print(f"{'ok ' if c['ok'] else 'BAD'}  {c['check']:<16} {c['detail']}")
@@ -246,9 +222,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def add_commands(subparsers: Any) -> None:
+def add_commands(sub: Any) -> None:
     """Add `jobs` and `doctor` to the embtui command parser."""
-    p = subparsers.add_parser("jobs", help="list, follow, cancel, resume background jobs",
+    p = sub.add_parser("jobs", help="list, follow, cancel, resume background jobs",
                               description="Background jobs of this workspace (started with "
                               "`embtui eval --detach` or from the app).")
     p.add_argument("action", nargs="?", choices=["list", "follow", "cancel", "resume", "log"],
@@ -260,7 +236,7 @@ def add_commands(subparsers: Any) -> None:
                    help="seconds `cancel` waits for the worker to stop (default 10)")
     p.set_defaults(func=cmd_jobs)
 
-    p = subparsers.add_parser("doctor", help="check the workspace: database, files, cache, stuck runs")
+    p = sub.add_parser("doctor", help="check the workspace: database, files, cache, stuck runs")
     p.add_argument("--json", action="store_true")
     p.add_argument("--fix", action="store_true",
                    help="remove orphan files, drop rows of missing artifacts, end stuck runs")

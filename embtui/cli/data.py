@@ -1,0 +1,55 @@
+"""`embtui import` and `embtui projects`: datasets into projects, and what each holds."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from embtui.cli.output import open_store, print_json, table
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    if args.kind == "beir":
+        from embtui.data.beir import import_beir
+
+        report = import_beir(store, args.path, args.project, replace=args.replace)
+    else:
+        from embtui.data.pairs import import_pairs
+
+        report = import_pairs(store, args.path, args.project, replace=args.replace, split=args.split)
+    print(report.summary())
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+def cmd_projects(args: argparse.Namespace) -> int:
+    projects = open_store(args).list_projects()
+    if args.json:
+        print_json({"projects": [p.to_dict() for p in projects]})
+        return 0
+    if not projects:
+        print("no projects yet: import one with `embtui import beir PATH --project NAME`")
+        return 0
+    rows = [[p.name, p.source or "", p.documents, p.queries,
+             ", ".join(f"{s}: {v['queries']} q / {v['qrels']} judgments" for s, v in p.splits.items())]
+            for p in projects]
+    print(table(["project", "source", "documents", "queries", "splits"], rows))
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Register `import` and `projects`."""
+    p = sub.add_parser("import", help="import a dataset into a project")
+    p.add_argument("kind", choices=["beir", "pairs"], help="beir: a BEIR folder; pairs: JSONL/CSV/Parquet")
+    p.add_argument("path", help="the folder (beir) or file (pairs)")
+    p.add_argument("--project", required=True)
+    p.add_argument("--replace", action="store_true", help="overwrite an existing project")
+    p.add_argument("--split", default="train", help="split for pair files (default train)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("projects", help="list projects with their counts")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_projects)
