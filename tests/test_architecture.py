@@ -19,6 +19,10 @@ FORBIDDEN = {
     "jobs": ("embtui.tui", "embtui.cli", "textual"),
     "tui": ("embtui.cli", "duckdb"),
     "cli": ("textual", "duckdb"),
+    # pure: data in, results out (no store, no engine I/O, no front end, no files or models)
+    "analysis": ("embtui.store", "embtui.engine", "embtui.jobs", "embtui.data", "embtui.tui",
+                 "embtui.cli", "duckdb", "textual", "torch", "sentence_transformers", "usearch",
+                 "pyarrow"),
 }
 
 

@@ -14,8 +14,9 @@ import pytest
 from scipy import stats
 
 from embtui.cli import main
-from embtui.engine.compare import (Comparison, QueryDelta, compare_runs, holm, meta_values,
-                                   paired_tests, run_values, slice_comparison, slice_metrics)
+from embtui.analysis.comparison import Comparison, QueryDelta, meta_values
+from embtui.analysis.stats import holm, paired_tests
+from embtui.engine.compare import compare_runs, run_values, slice_comparison, slice_metrics
 from embtui.errors import EmbtuiError
 from tests.conftest import DEMO
 

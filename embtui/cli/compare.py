@@ -22,7 +22,8 @@ def _run_ids(values: Sequence[str]) -> list[int]:
 
 # -- compare --------------------------------------------------------------------------------------
 def cmd_compare(args: argparse.Namespace) -> int:
-    from embtui.engine.compare import TEST_NAMES, compare_runs, slice_comparison
+    from embtui.analysis.stats import TEST_NAMES
+    from embtui.engine.compare import compare_runs, slice_comparison
     from embtui.engine.report import fmt_p, fmt_signed, fmt_value
 
     store = open_store(args, create=False)

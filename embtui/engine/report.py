@@ -19,8 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from embtui.engine.compare import (ALPHA, CONFIDENCE, TEST_NAMES, Comparison, QueryDelta, SliceTable,
-                                   compare_metrics, compare_runs, corrected_metrics, default_slices,
+from embtui.analysis.comparison import Comparison, QueryDelta, SliceTable
+from embtui.analysis.stats import ALPHA, CONFIDENCE, TEST_NAMES
+from embtui.engine.compare import (compare_metrics, compare_runs, corrected_metrics, default_slices,
                                    slice_comparison)
 from embtui.errors import EmbtuiError
 

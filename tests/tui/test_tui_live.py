@@ -1,5 +1,5 @@
 """UI-free parts behind the TUI: live search (engine/live.py), demo seeding (engine/demo.py)
-and the run analyses (tui/analysis.py)."""
+and the run analyses (analysis/failures.py, analysis/metrics_table.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from embtui.engine.evaluate import EvalRequest, run_evaluation
 from embtui.engine.live import LiveSearcher, NotEvaluated
 from embtui.engine.models import ModelSpec
 from embtui.engine.search import exact_search, tie_order_for
-from embtui.tui.analysis import export_table, failure_detail, find_failures, metric_columns, run_row
+from embtui.analysis.failures import failure_detail, find_failures
+from embtui.analysis.metrics_table import export_table, metric_columns, run_row
 
 QUERY_5 = "1/2000 in UK have abnormal PrP positivity."
 

@@ -14,8 +14,8 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Label, Select, Static
 
 from embtui.tui.actions import bindings
-from embtui.tui.analysis import (Failure, FailureDetail, RankedDoc, failure_detail,
-                                 find_failures)
+from embtui.analysis.failures import (Failure, FailureDetail, RankedDoc, failure_detail,
+                                     find_failures)
 from embtui.tui.panes.base import Pane, focus_now
 
 MAX_ABOVE = 10

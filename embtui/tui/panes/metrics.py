@@ -14,8 +14,8 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Label, Select, Static
 
 from embtui.tui.actions import bindings
-from embtui.tui.analysis import (INFO_COLUMNS, Column, export_table, ks_of, metric_columns,
-                                 run_row, sort_rows)
+from embtui.analysis.metrics_table import (INFO_COLUMNS, Column, export_table, ks_of,
+                                           metric_columns, run_row, sort_rows)
 from embtui.tui.panes.base import Pane, focus_now
 from embtui.tui.widgets.progress_text import rate, size
 from embtui.tui.widgets.run_card import RunCard
