@@ -1,10 +1,11 @@
-"""Evaluation runs: encode -> index -> search -> score for one model on one project split, stored as a run."""
+"""Evaluation runs: retrieve (encode -> index -> search, or a lexical index) -> score, for one model on
+one project split, stored as a run. What retrieving means for each kind of model is a retriever's
+business (embtui/engine/retrievers/); this module holds no kind-specific branch."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata as md
-import json
 import os
 import platform
 import resource
@@ -18,18 +19,15 @@ import numpy as np
 import pyarrow as pa
 
 import embtui
-from embtui.engine.encode import DEFAULT_CHUNK_TEXTS, Encoder
 from embtui.engine.metrics import DEFAULT_KS, MetricResult, check_ks, evaluate
-from embtui.engine.models import ModelSpec, effective_max_seq_length, resolve_source
+from embtui.engine.models import ModelSpec, resolve_source
 from embtui.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
-from embtui.engine.search import (HnswConfig, HnswIndex, choose_index, exact_search, recall_at_k,
-                                  tie_order_for)
+from embtui.engine.retrievers import RetrievalContext, retriever_for
+from embtui.engine.search import HnswConfig, tie_order_for
 from embtui.errors import Cancelled, EmbtuiError, resource_error
 from embtui.store import Corpus, RunInfo, Store
 
 INDEX_KINDS = ("auto", "exact", "hnsw")
-RECALL_SAMPLE = 1000  # queries used to measure an ANN run's recall against exact search
-ANN_RECALL_WARN = 0.9  # an HNSW run measured below this recall@10 warns in CLI, info and report
 
 
 @dataclass(frozen=True)
@@ -198,51 +196,12 @@ def _evaluate(store: Store, req: EvalRequest, run_id: int, corpus: Corpus, queri
     if keep < req.result_depth:  # index_config keeps the depth asked for; info the one searched
         info["depth_searched"] = keep
         info["depth_note"] = depth_note(req, len(corpus))
-    fp: str | None
-    used_device: str | None
-
-    if spec.is_bm25:
-        from embtui.engine.bm25 import BM25Retriever
-
-        t0 = stages.start("index bm25", len(corpus))
-        retriever = BM25Retriever(corpus.encode_texts(), spec.bm25, progress=stages.progress)
-        stages.end("index_build_s", t0)
-        t0 = stages.start("search", len(qids))
-        idx, scores = retriever.search(qtexts, depth, tie_order, progress=stages.progress, cancel=cancel)
-        stages.end("search_s", t0)
-        index_config["kind"] = "bm25"
-        index_config["bm25"] = retriever.params
-        fp = f"bm25s-{versions().get('bm25s')}"
-        used_device = "cpu"
-    else:
-        encoder = Encoder(spec, store.ws.cache_dir, store=store, device=device,
-                          cache_dtype=req.cache_dtype,
-                          chunk_texts=req.chunk_texts or DEFAULT_CHUNK_TEXTS)
-        t0 = stages.start("encode documents", len(corpus))
-        spill = store.ws.runs_dir / f"run-{run_id}-documents.f32.npy"
-        doc_vecs, doc_stats = encoder.encode(corpus.encode_texts(), "document",
-                                             progress=stages.progress, cancel=cancel,
-                                             spill_path=spill, max_in_memory_bytes=req.max_in_memory_bytes)
-        stages.end("encode_documents_s", t0)
-        t0 = stages.start("encode queries", len(qids))
-        q_vecs, q_stats = encoder.encode(qtexts, "query", progress=stages.progress, cancel=cancel)
-        stages.end("encode_queries_s", t0)
-        encoder.unload()
-        info["encode"] = {"documents": doc_stats.to_dict(), "queries": q_stats.to_dict()}
-        if doc_stats.warnings or q_stats.warnings:  # damaged cache chunks, re-encoded
-            info.setdefault("warnings", []).extend(doc_stats.warnings + q_stats.warnings)
-        info["embedding_dim"] = int(doc_vecs.shape[1])
-        info["max_seq_length"] = effective_max_seq_length(spec)
-        info["embedding_bytes"] = int(doc_vecs.nbytes)
-        info["embeddings_memory_mapped"] = isinstance(doc_vecs, np.memmap)
-        fp = encoder.fingerprint
-        used_device = encoder.device or f"{device} (all cached)"
-        metric = "cos" if not spec.normalize else "ip"
-        kind = req.index if req.index != "auto" else choose_index(len(corpus))
-        index_config["kind"] = kind
-        index_config["metric"] = metric
-        idx, scores = _search(store, req, kind, metric, doc_vecs, q_vecs, depth, tie_order, info,
-                              index_config, stages, cancel)
+    retrieval = retriever_for(spec).retrieve(RetrievalContext(
+        store=store, req=req, run_id=run_id, corpus=corpus, query_texts=qtexts, depth=depth,
+        tie_order=tie_order, stages=stages, cancel=cancel, device=device, info=info,
+        index_config=index_config))
+    idx, scores = retrieval.idx, retrieval.scores
+    fp, used_device = retrieval.fingerprint, retrieval.device
 
     cancel.check()
     t0 = stages.start("score", len(qids))
@@ -286,58 +245,6 @@ def _writing(store: Store, stage: str) -> str:
     if stage == "build index":
         return f"building the index (writing it in {store.ws.index_dir})"
     return f"the '{stage}' step (writing in the workspace {store.ws.root})"
-
-
-def _search(store: Store, req: EvalRequest, kind: str, metric: str, doc_vecs: np.ndarray,
-            q_vecs: np.ndarray, depth: int, tie_order: np.ndarray, info: dict[str, Any],
-            index_config: dict[str, Any], stages: _Stages, cancel: CancelToken,
-            ) -> tuple[np.ndarray, np.ndarray]:
-    if kind == "exact":
-        t0 = stages.start("search", len(q_vecs))
-        idx, scores = exact_search(q_vecs, doc_vecs, depth, metric=metric, tie_order=tie_order,
-                                   progress=stages.progress, cancel=cancel)
-        stages.end("search_s", t0)
-        return idx, scores
-    config = HnswConfig.from_dict({**req.hnsw.to_dict(), "metric": metric})
-    index_config["hnsw"] = config.to_dict()
-    key = hashlib.sha256(json.dumps(
-        {"corpus": info["corpus_hash"], "model": req.model.to_dict(), "hnsw": config.to_dict(),
-         "dim": int(doc_vecs.shape[1])}, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    path = store.ws.index_dir / f"{key}.usearch"
-    t0 = stages.start("build index", len(doc_vecs))
-    index = None
-    if path.exists():
-        try:
-            index = HnswIndex.load(path, config, int(doc_vecs.shape[1]))
-            index_config["reused"] = True
-        except EmbtuiError as exc:  # damaged, truncated or foreign: rebuilt from the verified vectors
-            info.setdefault("warnings", []).append(f"{exc.message}; rebuilt it from the cached vectors")
-    if index is None:
-        index = HnswIndex.build(doc_vecs, config, progress=stages.progress, cancel=cancel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        index.save(path)
-        store.register_artifact(store.ws.rel(path), "hnsw-index", path.stat().st_size,
-                                {"corpus_hash": info["corpus_hash"], "model": req.model.name,
-                                 **config.to_dict()})
-        index_config["reused"] = False
-    stages.end("index_build_s", t0)
-    info["index_bytes"] = int(path.stat().st_size)
-    index_config["path"] = store.ws.rel(path)
-    t0 = stages.start("search", len(q_vecs))
-    idx, scores = index.search(q_vecs, depth, tie_order=tie_order)
-    stages.end("search_s", t0)
-    # how far the approximate results are from exact search, on a sample of queries
-    sample = np.arange(len(q_vecs))[:RECALL_SAMPLE]
-    k = min(10, depth)
-    ex_idx, _ = exact_search(q_vecs[sample], doc_vecs, k, metric=metric, tie_order=tie_order)
-    info["ann_recall@10"] = round(float(recall_at_k(idx[sample], ex_idx, k)), 6)
-    if info["ann_recall@10"] < ANN_RECALL_WARN:
-        info.setdefault("warnings", []).append(
-            f"HNSW recall@10 against exact search is {info['ann_recall@10']:.3f} (below "
-            f"{ANN_RECALL_WARN}): this run's metrics understate the model; rerun with --index exact "
-            "or a larger --hnsw-expansion-search")
-    info["ann_recall_queries"] = int(len(sample))
-    return idx, scores
 
 
 def _rankings(qids: list[str], doc_ids: list[str], idx: np.ndarray, scores: np.ndarray,

@@ -187,8 +187,9 @@ def device_key(device: str) -> str:
 
 def _job_device(req: Any) -> str:
     from embtui.engine.devices import resolve_device
+    from embtui.engine.retrievers import retriever_for
 
-    if req.model.is_bm25:
+    if not retriever_for(req.model).uses_model_device:
         return "cpu"
     return resolve_device(req.device or req.model.device)
 
@@ -324,10 +325,11 @@ def _evaluate(ws: Workspace, js: JobStore, store: Any, req: Any, run_id: int, ch
 
     from embtui.engine.evaluate import run_evaluation
     from embtui.engine.models import fingerprint
+    from embtui.engine.retrievers import retriever_for
 
     key = None
     asked = req.model.batch_size
-    if not req.model.is_bm25:
+    if retriever_for(req.model).uses_model_device:
         key = model_key(req.model, fingerprint(req.model, store))
         remembered = js.remembered_batch_size(key, device_key(device))
         if remembered is not None and remembered < asked:

@@ -1,0 +1,117 @@
+"""A sentence-transformers model as a retriever: encode corpus and queries through the embedding
+cache (resumable chunks, verified on read), then exact search or a reused/rebuilt USearch HNSW
+index whose recall against exact search is measured on every run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from embtui.engine.encode import DEFAULT_CHUNK_TEXTS, Encoder
+from embtui.engine.models import effective_max_seq_length
+from embtui.engine.retrievers.base import Retrieval, RetrievalContext
+from embtui.engine.search import HnswConfig, HnswIndex, choose_index, exact_search, recall_at_k
+from embtui.errors import EmbtuiError
+
+if TYPE_CHECKING:
+    from embtui.engine.models import ModelSpec
+
+RECALL_SAMPLE = 1000  # queries used to measure an ANN run's recall against exact search
+ANN_RECALL_WARN = 0.9  # an HNSW run measured below this recall@10 warns in CLI, info and report
+
+
+class DenseRetriever:
+    kind = "dense"
+    uses_model_device = True
+
+    def __init__(self, spec: "ModelSpec") -> None:
+        self.spec = spec
+
+    def retrieve(self, ctx: RetrievalContext) -> Retrieval:
+        stages = ctx.stages
+        encoder = Encoder(self.spec, ctx.store.ws.cache_dir, store=ctx.store, device=ctx.device,
+                          cache_dtype=ctx.req.cache_dtype,
+                          chunk_texts=ctx.req.chunk_texts or DEFAULT_CHUNK_TEXTS)
+        t0 = stages.start("encode documents", len(ctx.corpus))
+        spill = ctx.store.ws.runs_dir / f"run-{ctx.run_id}-documents.f32.npy"
+        doc_vecs, doc_stats = encoder.encode(ctx.corpus.encode_texts(), "document",
+                                             progress=stages.progress, cancel=ctx.cancel,
+                                             spill_path=spill, max_in_memory_bytes=ctx.req.max_in_memory_bytes)
+        stages.end("encode_documents_s", t0)
+        t0 = stages.start("encode queries", len(ctx.query_texts))
+        q_vecs, q_stats = encoder.encode(ctx.query_texts, "query", progress=stages.progress, cancel=ctx.cancel)
+        stages.end("encode_queries_s", t0)
+        encoder.unload()
+        ctx.info["encode"] = {"documents": doc_stats.to_dict(), "queries": q_stats.to_dict()}
+        if doc_stats.warnings or q_stats.warnings:  # damaged cache chunks, re-encoded
+            ctx.info.setdefault("warnings", []).extend(doc_stats.warnings + q_stats.warnings)
+        ctx.info["embedding_dim"] = int(doc_vecs.shape[1])
+        ctx.info["max_seq_length"] = effective_max_seq_length(self.spec)
+        ctx.info["embedding_bytes"] = int(doc_vecs.nbytes)
+        ctx.info["embeddings_memory_mapped"] = isinstance(doc_vecs, np.memmap)
+        fp = encoder.fingerprint
+        used_device = encoder.device or f"{ctx.device} (all cached)"
+        metric = "cos" if not self.spec.normalize else "ip"
+        kind = ctx.req.index if ctx.req.index != "auto" else choose_index(len(ctx.corpus))
+        ctx.index_config["kind"] = kind
+        ctx.index_config["metric"] = metric
+        idx, scores = search_vectors(ctx, kind, metric, doc_vecs, q_vecs)
+        return Retrieval(idx, scores, fingerprint=fp, device=used_device)
+
+
+def search_vectors(ctx: RetrievalContext, kind: str, metric: str, doc_vecs: np.ndarray,
+                   q_vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact or HNSW search of ``q_vecs`` in ``doc_vecs``; an HNSW index is reused when its file
+    verifies (else rebuilt from the vectors, with a warning), and its recall@10 against exact
+    search is measured on a sample of queries and recorded (below ANN_RECALL_WARN it warns)."""
+    store, req, stages, cancel = ctx.store, ctx.req, ctx.stages, ctx.cancel
+    depth, tie_order, info, index_config = ctx.depth, ctx.tie_order, ctx.info, ctx.index_config
+    if kind == "exact":
+        t0 = stages.start("search", len(q_vecs))
+        idx, scores = exact_search(q_vecs, doc_vecs, depth, metric=metric, tie_order=tie_order,
+                                   progress=stages.progress, cancel=cancel)
+        stages.end("search_s", t0)
+        return idx, scores
+    config = HnswConfig.from_dict({**req.hnsw.to_dict(), "metric": metric})
+    index_config["hnsw"] = config.to_dict()
+    key = hashlib.sha256(json.dumps(
+        {"corpus": info["corpus_hash"], "model": req.model.to_dict(), "hnsw": config.to_dict(),
+         "dim": int(doc_vecs.shape[1])}, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    path = store.ws.index_dir / f"{key}.usearch"
+    t0 = stages.start("build index", len(doc_vecs))
+    index = None
+    if path.exists():
+        try:
+            index = HnswIndex.load(path, config, int(doc_vecs.shape[1]))
+            index_config["reused"] = True
+        except EmbtuiError as exc:  # damaged, truncated or foreign: rebuilt from the verified vectors
+            info.setdefault("warnings", []).append(f"{exc.message}; rebuilt it from the cached vectors")
+    if index is None:
+        index = HnswIndex.build(doc_vecs, config, progress=stages.progress, cancel=cancel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        index.save(path)
+        store.register_artifact(store.ws.rel(path), "hnsw-index", path.stat().st_size,
+                                {"corpus_hash": info["corpus_hash"], "model": req.model.name,
+                                 **config.to_dict()})
+        index_config["reused"] = False
+    stages.end("index_build_s", t0)
+    info["index_bytes"] = int(path.stat().st_size)
+    index_config["path"] = store.ws.rel(path)
+    t0 = stages.start("search", len(q_vecs))
+    idx, scores = index.search(q_vecs, depth, tie_order=tie_order)
+    stages.end("search_s", t0)
+    # how far the approximate results are from exact search, on a sample of queries
+    sample = np.arange(len(q_vecs))[:RECALL_SAMPLE]
+    k = min(10, depth)
+    ex_idx, _ = exact_search(q_vecs[sample], doc_vecs, k, metric=metric, tie_order=tie_order)
+    info["ann_recall@10"] = round(float(recall_at_k(idx[sample], ex_idx, k)), 6)
+    if info["ann_recall@10"] < ANN_RECALL_WARN:
+        info.setdefault("warnings", []).append(
+            f"HNSW recall@10 against exact search is {info['ann_recall@10']:.3f} (below "
+            f"{ANN_RECALL_WARN}): this run's metrics understate the model; rerun with --index exact "
+            "or a larger --hnsw-expansion-search")
+    info["ann_recall_queries"] = int(len(sample))
+    return idx, scores
