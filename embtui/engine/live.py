@@ -72,6 +72,19 @@ class LiveSearcher:
     Ranking follows the evaluation: same metric, same tie rule (doc id descending).
     """
 
+    def __new__(cls, store: "Store", project: str, spec: ModelSpec, **kwargs: Any) -> "LiveSearcher":
+        """``LiveSearcher(...)`` makes the searcher of the spec's kind of retriever
+        (:data:`LIVE_SEARCHERS`): dense vectors or BM25, with no branch on the kind below."""
+        if cls is LiveSearcher:
+            from embtui.engine.retrievers import retriever_for
+
+            kind = retriever_for(spec).kind
+            if kind not in LIVE_SEARCHERS:
+                raise EmbtuiError(f"model '{spec.name}' ({kind}) has no live search yet",
+                                  "evaluate it and browse its runs in the Metrics and Failures panes")
+            cls = LIVE_SEARCHERS[kind]
+        return super().__new__(cls)
+
     def __init__(self, store: "Store", project: str, spec: ModelSpec, *, device: str | None = None,
                  corpus: "Corpus | None" = None, torch_threads: int | None = None) -> None:
         """``torch_threads``: if set, ``torch.set_num_threads`` (process-wide) when the model loads.
@@ -115,19 +128,19 @@ class LiveSearcher:
 
     @property
     def complete(self) -> bool:
-        """Every document of the corpus is searched (always true for bm25)."""
-        return self.spec.is_bm25 or (self._prepared and self.cached_docs >= self.total_docs)
+        """Every document of the corpus is searched."""
+        return True
 
     @property
     def missing_docs(self) -> int:
-        return 0 if self.spec.is_bm25 else max(0, self.total_docs - self.cached_docs)
+        return 0
 
     @property
     def model_loaded(self) -> bool:
-        return self.spec.is_bm25 or (self._encoder is not None and self._encoder.loaded)
+        return True
 
     def prepare(self) -> None:
-        """Load the corpus and the cached document vectors (or build BM25). Idempotent."""
+        """Load the corpus and what the kind searches (cached vectors, a BM25 index). Idempotent."""
         with self._prep_lock:
             if self._prepared:
                 return
@@ -137,15 +150,76 @@ class LiveSearcher:
             if not len(corpus):
                 raise EmbtuiError(f"project '{self.project}' has no documents")
             self._tie = tie_order_for(corpus.ids)
-            if self.spec.is_bm25:
-                from embtui.engine.bm25 import BM25Retriever
-
-                self._bm25 = BM25Retriever(corpus.encode_texts(), self.spec.bm25)
-            else:
-                self._load_document_vectors(corpus)
+            self._load(corpus)
             self._prepared = True
 
-    def _load_document_vectors(self, corpus: "Corpus") -> None:
+    def _load(self, corpus: "Corpus") -> None:
+        raise NotImplementedError
+
+    def _rank(self, text: str, k: int) -> list[tuple[int, float]]:
+        """(corpus row, score) of the top ``k`` for ``text``, best first."""
+        raise NotImplementedError
+
+    def refresh(self) -> bool:
+        """Pick up what was added since ``prepare`` (True if more is searched now)."""
+        return False
+
+    def encode_documents(self, progress: Any = None, cancel: Any = None) -> int:
+        """Make every document searchable here; returns how many were encoded."""
+        self.prepare()
+        return 0
+
+    def needs_model(self, text: str) -> bool:
+        """True when searching ``text`` would load a model first."""
+        return False
+
+    def load_model(self) -> None:
+        self.prepare()
+
+    def unload(self) -> None:
+        pass
+
+    def search(self, text: str, k: int = 10) -> list[Hit]:
+        """The top ``k`` documents for ``text``, best first (empty for blank text)."""
+        if not text.strip():
+            return []
+        self.prepare()
+        corpus = self.corpus
+        k = max(1, min(int(k), len(corpus)))
+        return [Hit(corpus.ids[i], float(s), corpus.titles[i], corpus.texts[i], rank)
+                for rank, (i, s) in enumerate(self._rank(text, k), 1)]
+
+
+class LexicalLiveSearcher(LiveSearcher):
+    """BM25 over the corpus texts, built on ``prepare`` (about a second for SciFact); no model."""
+
+    def _load(self, corpus: "Corpus") -> None:
+        from embtui.engine.bm25 import BM25Retriever
+
+        self._bm25 = BM25Retriever(corpus.encode_texts(), self.spec.bm25)
+
+    def _rank(self, text: str, k: int) -> list[tuple[int, float]]:
+        idx, scores = self._bm25.search([text], k, self._tie)
+        return [(i, s) for i, s in zip(idx[0].tolist(), scores[0].tolist()) if s > 0]
+
+
+class DenseLiveSearcher(LiveSearcher):
+    """A sentence-transformers model's cached document vectors (all, or the chunks committed so
+    far), searched exactly or with the HNSW index the latest evaluation saved."""
+
+    @property
+    def complete(self) -> bool:
+        return self._prepared and self.cached_docs >= self.total_docs
+
+    @property
+    def missing_docs(self) -> int:
+        return max(0, self.total_docs - self.cached_docs)
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._encoder is not None and self._encoder.loaded
+
+    def _load(self, corpus: "Corpus") -> None:
         from embtui.engine.cache import hash_texts
         from embtui.engine.encode import Encoder
 
@@ -184,7 +258,7 @@ class LiveSearcher:
 
     def refresh(self) -> bool:
         """Pick up document chunks committed since (a job encoding this model); True if grown."""
-        if self.spec.is_bm25 or not self._prepared or self.complete:
+        if not self._prepared or self.complete:
             return False
         with self._prep_lock:
             return self._gather()
@@ -234,15 +308,13 @@ class LiveSearcher:
 
     def needs_model(self, text: str) -> bool:
         """True when searching ``text`` would load the model first (it is not cached or loaded)."""
-        if self.spec.is_bm25 or self.model_loaded or text in self._memo:
+        if self.model_loaded or text in self._memo:
             return False
         return self._cached_query(text) is None
 
     def load_model(self) -> None:
         """Load the model (torch, weights) for encoding typed queries. Slow; call from a thread."""
         self.prepare()
-        if self.spec.is_bm25:
-            return
         with self._model_lock:
             assert self._encoder is not None
             if self.torch_threads and not self._encoder.loaded:
@@ -289,31 +361,22 @@ class LiveSearcher:
             self._memo.popitem(last=False)
         return vec
 
-    def search(self, text: str, k: int = 10) -> list[Hit]:
-        """The top ``k`` documents for ``text``, best first (empty for blank text)."""
-        if not text.strip():
+    def _rank(self, text: str, k: int) -> list[tuple[int, float]]:
+        rows, docs = self._view
+        if docs is None or not len(docs):
             return []
-        self.prepare()
-        corpus = self.corpus
-        k = max(1, min(int(k), len(corpus)))
-        if self._bm25 is not None:
-            idx, scores = self._bm25.search([text], k, self._tie)
-            pairs = [(i, s) for i, s in zip(idx[0].tolist(), scores[0].tolist()) if s > 0]
+        q = self.encode_query(text)[None, :]
+        if self._ann is not None and rows is None:
+            idx, scores = self._ann.search(q, k, tie_order=self._tie)
         else:
-            rows, docs = self._view
-            if docs is None or not len(docs):
-                return []
-            q = self.encode_query(text)[None, :]
-            if self._ann is not None and rows is None:
-                idx, scores = self._ann.search(q, k, tie_order=self._tie)
-            else:
-                from embtui.engine.search import exact_search
+            from embtui.engine.search import exact_search
 
-                tie = self._tie if rows is None else self._tie[rows]
-                idx, scores = exact_search(q, docs, min(k, len(docs)), metric=self.metric,
-                                           tie_order=tie)
-                if rows is not None:  # rows of the cached part -> rows of the corpus
-                    idx = np.where(idx >= 0, rows[np.clip(idx, 0, None)], -1)
-            pairs = [(i, s) for i, s in zip(idx[0].tolist(), scores[0].tolist()) if i >= 0]
-        return [Hit(corpus.ids[i], float(s), corpus.titles[i], corpus.texts[i], rank)
-                for rank, (i, s) in enumerate(pairs, 1)]
+            tie = self._tie if rows is None else self._tie[rows]
+            idx, scores = exact_search(q, docs, min(k, len(docs)), metric=self.metric, tie_order=tie)
+            if rows is not None:  # rows of the cached part -> rows of the corpus
+                idx = np.where(idx >= 0, rows[np.clip(idx, 0, None)], -1)
+        return [(i, s) for i, s in zip(idx[0].tolist(), scores[0].tolist()) if i >= 0]
+
+
+LIVE_SEARCHERS: dict[str, type[LiveSearcher]] = {"dense": DenseLiveSearcher, "bm25": LexicalLiveSearcher}
+"""The live searcher of each retriever kind (engine/retrievers/); a new kind adds its own."""
