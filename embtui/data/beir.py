@@ -109,19 +109,23 @@ def _split_files(qrels_dir: Path) -> list[Path]:
 
 
 # -- the three kinds of file ----------------------------------------------------------------------
+def _required(obj: dict, key: str, name: str, number: int, hint: str) -> object:
+    """``obj[key]``, or the importer's "missing" error naming file, line and field."""
+    if key not in obj:
+        raise DataError("missing", file=name, line=number, field=key, hint=hint)
+    return obj[key]
+
+
 def _read_corpus(path: Path) -> list[tuple[str, str, str]]:
     name = display_name(path)
     rows: list[tuple[str, str, str]] = []
     first_line: dict[str, int] = {}
     for number, obj in iter_jsonl(path):
-        if "_id" not in obj:
-            raise DataError("missing", file=name, line=number, field="_id",
-                            hint='every document needs an "_id"')
-        doc_id = check_id(obj["_id"], file=name, line=number, field="_id")
-        if "text" not in obj:
-            raise DataError("missing", file=name, line=number, field="text",
-                            hint='every document needs a "text"; use "" for none')
-        text = check_text(obj["text"], file=name, line=number, field="text")
+        doc_id = check_id(_required(obj, "_id", name, number, 'every document needs an "_id"'),
+                          file=name, line=number, field="_id")
+        text = check_text(_required(obj, "text", name, number,
+                                    'every document needs a "text"; use "" for none'),
+                          file=name, line=number, field="text")
         title = check_text(obj.get("title"), file=name, line=number, field="title",
                            allow_null=True)
         if doc_id in first_line:
@@ -139,14 +143,10 @@ def _read_queries(path: Path) -> list[tuple[str, str, str | None]]:
     rows: list[tuple[str, str, str | None]] = []
     first_line: dict[str, int] = {}
     for number, obj in iter_jsonl(path):
-        if "_id" not in obj:
-            raise DataError("missing", file=name, line=number, field="_id",
-                            hint='every query needs an "_id"')
-        query_id = check_id(obj["_id"], file=name, line=number, field="_id")
-        if "text" not in obj:
-            raise DataError("missing", file=name, line=number, field="text",
-                            hint='every query needs a "text"')
-        text = check_text(obj["text"], file=name, line=number, field="text")
+        query_id = check_id(_required(obj, "_id", name, number, 'every query needs an "_id"'),
+                            file=name, line=number, field="_id")
+        text = check_text(_required(obj, "text", name, number, 'every query needs a "text"'),
+                          file=name, line=number, field="text")
         meta = obj.get("metadata")
         if meta is not None and not isinstance(meta, dict):
             raise DataError(f"must be a JSON object or null, found {json_type(meta)}",
