@@ -1,4 +1,5 @@
-"""Layering: tui -> jobs -> engine -> store/data; SQL only in store; heavy imports stay lazy."""
+"""Layering: cli/tui -> api -> jobs -> engine -> store/data, analysis pure; no import circle; SQL only
+in store; heavy imports stay lazy."""
 
 from __future__ import annotations
 
@@ -13,15 +14,18 @@ PKG = Path(__file__).resolve().parents[1] / "embtui"
 
 # What each layer must never import (module-level or inside functions).
 FORBIDDEN = {
-    "store": ("embtui.engine", "embtui.jobs", "embtui.tui", "embtui.data", "embtui.cli", "textual"),
-    "data": ("embtui.engine", "embtui.jobs", "embtui.tui", "embtui.cli", "textual", "duckdb"),
-    "engine": ("embtui.jobs", "embtui.tui", "embtui.cli", "textual", "duckdb"),
-    "jobs": ("embtui.tui", "embtui.cli", "textual"),
+    "store": ("embtui.api", "embtui.engine", "embtui.jobs", "embtui.tui", "embtui.data", "embtui.cli",
+              "textual"),
+    "data": ("embtui.api", "embtui.engine", "embtui.jobs", "embtui.tui", "embtui.cli", "textual",
+             "duckdb"),
+    "engine": ("embtui.api", "embtui.jobs", "embtui.tui", "embtui.cli", "textual", "duckdb"),
+    "jobs": ("embtui.api", "embtui.tui", "embtui.cli", "textual"),
     "tui": ("embtui.cli", "duckdb"),
     "cli": ("textual", "duckdb"),
+    "api": ("embtui.tui", "embtui.cli", "textual", "duckdb"),
     # pure: data in, results out (no store, no engine I/O, no front end, no files or models)
-    "analysis": ("embtui.store", "embtui.engine", "embtui.jobs", "embtui.data", "embtui.tui",
-                 "embtui.cli", "duckdb", "textual", "torch", "sentence_transformers", "usearch",
+    "analysis": ("embtui.api", "embtui.store", "embtui.engine", "embtui.jobs", "embtui.data",
+                 "embtui.tui", "embtui.cli", "duckdb", "textual", "torch", "sentence_transformers", "usearch",
                  "pyarrow"),
 }
 

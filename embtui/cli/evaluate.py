@@ -28,64 +28,38 @@ def _hnsw_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from embtui.engine.devices import check_device_name
-    from embtui.engine.evaluate import (EvalRequest, check_run_file, depth_note, run_evaluation,
-                                        write_trec_run)
+    from embtui.api.evaluations import plan_evaluation, run_inline
+    from embtui.engine.evaluate import check_run_file, write_trec_run
     from embtui.engine.metrics import parse_ks
-    from embtui.engine.models import resolve_spec
 
     ks = parse_ks(args.k)
     if args.run_file:
         check_run_file(args.run_file)  # before any run row exists
-    if args.device:
-        check_device_name(args.device)
     store = open_store(args, create=False)
-    # an unknown model name fails first and at once (offline: no network call at all)
-    specs = [resolve_spec(name, store, **spec_overrides(args)) for name in args.model]
-    args.split = _default_split(store.get_project(args.project), args.split)  # fails fast with a hint
-    store.qrels(args.project, args.split)
-    hnsw = _hnsw_config(args)
-    requests = []
-    for spec in specs:
-        requests.append(EvalRequest(project=args.project, model=spec, split=args.split,
-                                    device=args.device, index=args.index, hnsw=hnsw, ks=ks,
-                                    ignore_identical_ids=args.ignore_identical_ids,
-                                    skip_unanswerable=args.skip_unanswerable,
-                                    depth=1000 if args.run_file else None,
-                                    cache_dtype="float16" if args.cache_f16 else "float32"))
-    note = depth_note(requests[0], store.get_project(args.project).documents) if requests else None
-    if note:  # said once, not per model
-        print(f"embtui: note: {note}", file=sys.stderr)
-    reused: dict[int, Any] = {}  # request index -> identical finished run
-    if not args.force:
-        from embtui.engine.runs import find_identical_run, identical_note
+    plan = plan_evaluation(
+        store, args.project, args.model, split=args.split, overrides=spec_overrides(args),
+        force=args.force, device=args.device, index=args.index, hnsw=_hnsw_config(args), ks=ks,
+        ignore_identical_ids=args.ignore_identical_ids, skip_unanswerable=args.skip_unanswerable,
+        depth=1000 if args.run_file else None,
+        cache_dtype="float16" if args.cache_f16 else "float32")
+    if plan.depth_note:  # said once, not per model
+        print(f"embtui: note: {plan.depth_note}", file=sys.stderr)
+    from embtui.engine.runs import identical_note
 
-        for i, req in enumerate(requests):
-            same = find_identical_run(store, req)
-            if same is not None:
-                reused[i] = same
-                print(f"embtui: {identical_note(same)}", file=sys.stderr)
+    for same in plan.reused:
+        print(f"embtui: {identical_note(same)}", file=sys.stderr)
     if args.detach:
         from embtui.cli.jobs import detach_eval
 
-        todo = [req for i, req in enumerate(requests) if i not in reused]
-        if todo:
-            return detach_eval(store, todo, args)
+        if plan.todo:
+            return detach_eval(plan, args)
         if args.json:
-            print_json({"job_ids": [], "reused_runs": [r.id for r in reused.values()]})
+            print_json({"job_ids": [], "reused_runs": [r.id for r in plan.reused]})
         return 0
-    results: list[tuple[Any, Any, bool]] = []  # (run, rankings or None, reused)
     show = sys.stderr.isatty() and not args.json
-    for i, req in enumerate(requests):
-        if i in reused:
-            results.append((reused[i], None, True))
-            continue
-        printer = ProgressLine(show, f"[{i + 1}/{len(requests)}] {req.model.name}")
-        try:
-            res = run_evaluation(store, req, progress=printer)
-            results.append((res.run, res.rankings, False))
-        finally:
-            printer.close()
+    n = len(plan.items)
+    outcomes = run_inline(plan, lambda i, req: ProgressLine(show, f"[{i + 1}/{n}] {req.model.name}"))
+    results = [(o.run, o.rankings, o.reused) for o in outcomes]
     if args.run_file:
         for run, rankings, _ in results:
             path = Path(args.run_file)
@@ -109,19 +83,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
             note += f"; HNSW recall@10 vs exact {recall:.4f}"
         print(f"run {run.id} ({run.model_name}){' (reused)' if again else ''}: {note}")
     return 0
-
-
-def _default_split(project: Any, split: str | None) -> str:
-    """--split as given, else the project's only split, else `test` if it has one."""
-    if split:
-        return split
-    splits = list(project.splits)
-    if len(splits) == 1:
-        return splits[0]
-    if "test" in splits or not splits:
-        return "test"
-    raise EmbtuiError(f"project '{project.name}' has no split 'test'",
-                      f"pass --split, one of: {', '.join(splits)}")
 
 
 def _run_json(run: Any) -> dict[str, Any]:

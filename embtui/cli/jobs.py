@@ -5,20 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any
 
 from embtui.cli.output import fmt_eta, open_workspace, print_json, table
 from embtui.errors import EmbtuiError
 
 
-def detach_eval(store: Any, requests: Sequence[Any], args: argparse.Namespace) -> int:
-    """`embtui eval ... --detach`: one background job per model; prints the job id(s) and returns."""
-    from embtui.jobs.api import submit_eval
+def detach_eval(plan: Any, args: argparse.Namespace) -> int:
+    """`embtui eval ... --detach`: one background job per model of the plan that must run; prints
+    the job id(s) and returns."""
+    from embtui.api.evaluations import submit_jobs
 
     if getattr(args, "run_file", None):
         raise EmbtuiError("--run-file cannot be combined with --detach",
                           "run without --detach to write a run file")
-    ids = [submit_eval(store.ws, req) for req in requests]
+    requests = plan.todo
+    ids = submit_jobs(plan)
     if getattr(args, "json", False):
         out: dict[str, Any] = {"job_ids": ids}
         if len(ids) == 1:

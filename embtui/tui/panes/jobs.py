@@ -221,25 +221,20 @@ class JobsPane(Pane):
     @work(thread=True, exclusive=False, group="jobs-submit", exit_on_error=False,
           description="start evaluations")
     def submit(self, project: str, split: str, models: tuple[str, ...], force: bool = False) -> None:
-        from embtui.engine.evaluate import EvalRequest
-        from embtui.engine.models import resolve_spec
-        from embtui.engine.runs import find_identical_run, identical_note
+        from embtui.api.evaluations import plan_evaluation, submit_jobs
+        from embtui.engine.runs import identical_note
         from embtui.errors import EmbtuiError
-        from embtui.jobs import submit_eval
 
         store = self.store
         assert store is not None
         ids: list[str] = []
         try:
-            for name in models:
-                spec = resolve_spec(name, store)  # an unknown name fails here: no job, no run
-                request = EvalRequest(project, spec, split)
-                same = None if force else find_identical_run(store, request)
-                if same is not None:  # nothing would change: say so instead of a duplicate run
+            for name in models:  # one plan per model: a bad one leaves the ones before it started
+                plan = plan_evaluation(store, project, (name,), split=split, force=force)
+                for same in plan.reused:  # nothing would change: say so instead of a duplicate run
                     self.app.call_from_thread(self.notify, identical_note(same, "E (shift+e)"),
                                               title=name, timeout=6)
-                    continue
-                ids.append(str(submit_eval(str(store.ws.root), request)))
+                ids += [str(job_id) for job_id in submit_jobs(plan)]
         except EmbtuiError as exc:
             self.post_message(self.Submitted(tuple(ids), str(exc)))
             return
