@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Group
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -17,14 +16,9 @@ from embtui.tui.actions import bindings
 from embtui.analysis.failures import (Failure, FailureDetail, RankedDoc, failure_detail,
                                      find_failures)
 from embtui.tui.panes.base import Pane, focus_now
+from embtui.tui.widgets.failure_detail import render_compare, render_detail, snippet
 
 MAX_ABOVE = 10
-SNIPPET = 160
-
-
-def _snippet(text: str, limit: int = SNIPPET) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class FailuresPane(Pane):
@@ -257,12 +251,12 @@ class FailuresPane(Pane):
             failures = [f for f in failures if self.label_filter in self.tags.get(f.query_id, ())]
         self.failures = failures
         table.clear(columns=True)
-        self._add_columns(table, max([len(_snippet(f.text, 200)) for f in self.failures] + [20]))
+        self._add_columns(table, max([len(snippet(f.text, 200)) for f in self.failures] + [20]))
         for f in self.failures:
             first = "none" if f.first_rank is None else str(f.first_rank)
             tags = ", ".join(self.tags.get(f.query_id, ()))
             table.add_row(Text(f.query_id), first, Text(tags, style="yellow", overflow="ellipsis"),
-                          Text(_snippet(f.text, 200)), key=f.query_id)
+                          Text(snippet(f.text, 200)), key=f.query_id)
         scored = sum(1 for j in qrels.values() if any(g > 0 for g in j.values()))
         depth = max((len(v) for v in self.rankings.values()), default=0)
         run = f"run #{self.run_id}" if self.run_id is not None else "no run"
@@ -308,15 +302,18 @@ class FailuresPane(Pane):
         ctx = self.context
         if failure is None or ctx.project is None:
             return
-        self.load_detail(failure.query_id, failure.text, ctx.project, self.compare_run)
+        self.load_detail(failure.query_id, failure.text, ctx.project, self.compare_run,
+                         self.rankings.get(failure.query_id, []),
+                         self.judgments().get(failure.query_id, {}))
 
     @work(thread=True, exclusive=True, group="failures-detail", exit_on_error=False,
           description="read a failed query")
-    def load_detail(self, query_id: str, text: str, project: str, compare_run: int | None) -> None:
+    def load_detail(self, query_id: str, text: str, project: str, compare_run: int | None,
+                    ranking: list[tuple[str, float]], judged: dict[str, int]) -> None:
+        """Thread worker: everything it reads from the pane comes in as arguments (read on the UI
+        thread), so a reactive changing meanwhile cannot mix two states."""
         store = self.store
         assert store is not None
-        ranking = self.rankings.get(query_id, [])
-        judged = self.judgments().get(query_id, {})
         other = store.run_rankings(compare_run, query_id).get(query_id, []) if compare_run else []
         ids = [d for d, g in judged.items() if g > 0]
         ids += [d for d, _ in ranking[:MAX_ABOVE]] + [d for d, _ in other[:MAX_ABOVE]]
@@ -335,62 +332,17 @@ class FailuresPane(Pane):
     def show_detail(self, message: DetailLoaded) -> None:
         self.detail = message.detail
         self.compare_detail = message.compare
-        self.query_one("#detail-text", Static).update(self._render_detail(message.detail))
+        self.query_one("#detail-text", Static).update(
+            render_detail(message.detail, self.annotations, self._hand_marked))
         if message.compare is not None:
             run = next((r for r in self.runs() if r.id == message.compare_run), None)
             name = f"#{message.compare_run} {run.model_name if run else ''}"
-            self.query_one("#compare-text", Static).update(
-                self._render_compare(message.compare, name))
+            self.query_one("#compare-text", Static).update(render_compare(message.compare, name))
         else:
             self.query_one("#compare-text", Static).update("")
 
-    @staticmethod
-    def _rank_text(d: RankedDoc, depth: int) -> str:
-        return f"#{d.rank:<3}" if d.rank is not None else f"not in top {depth}"
-
     def _hand_marked(self, query_id: str, doc_id: str) -> bool:
         return self.overlay.get(query_id, {}).get(doc_id, 0) > 0
-
-    def _render_detail(self, detail: FailureDetail) -> Group:
-        # A separator ends the span before it, never starts a styled one: SVG viewers drop a
-        # text run's leading spaces, and the words would run together in screenshots.
-        parts: list[Any] = [Text.assemble(("query ", "dim"), (detail.query_id + "  ", "bold"),
-                                          detail.text)]
-        for a in (a for a in self.annotations if a.query_id == detail.query_id):
-            on_what = f"doc {a.doc_id}" if a.doc_id else "query"
-            parts.append(Text.assemble(("tag ", "dim"), (a.label + " ", "bold yellow"),
-                                       f"on {on_what}" + (" " if a.note else ""),
-                                       (f"— {a.note}" if a.note else "", "italic")))
-        parts.append(Text(""))
-        parts.append(Text(f"relevant ({len(detail.relevant)})", style="bold underline"))
-        for d in detail.relevant:
-            score = f"{d.score:.4f}" if d.score is not None else "     –"
-            parts.append(Text.assemble("✓ ", (self._rank_text(d, detail.depth) + "  ", "bold"),
-                                       f"{score}  ", (d.doc_id + "  ", "dim"),
-                                       d.title or _snippet(d.text, 80)))
-        first = min((d.rank for d in detail.relevant if d.rank is not None), default=None)
-        parts.append(Text(""))
-        above = f"ranked above it ({len(detail.above)}"
-        if first is None or first - 1 > len(detail.above):
-            above += f" of {first - 1 if first else detail.depth}"
-        parts.append(Text(above + ")", style="bold underline"))
-        for d in detail.above:
-            hand = self._hand_marked(detail.query_id, d.doc_id)
-            mark = "+" if hand else ("✓" if d.grade > 0 else " ")
-            parts.append(Text.assemble((mark + " ", "bold green" if hand else ""),
-                                       f"#{d.rank:<3} {d.score:.4f}  ", (d.doc_id + "  ", "dim"),
-                                       (d.title or "", "bold")))
-            parts.append(Text("    " + _snippet(d.text), style="dim"))
-        return Group(*parts)
-
-    def _render_compare(self, detail: FailureDetail, name: str) -> Group:
-        first = min((d.rank for d in detail.relevant if d.rank is not None), default=None)
-        head = f"first relevant at #{first}" if first else f"no relevant in top {detail.depth}"
-        parts: list[Any] = [Text.assemble(("other run ", "dim"), (name, "bold")), Text(head), Text("")]
-        for d in detail.above:
-            mark = "✓" if d.grade > 0 else " "
-            parts.append(Text.assemble(f"{mark} #{d.rank:<3} {d.score:.4f}  ", (d.title or d.doc_id)))
-        return Group(*parts)
 
     # -- interaction -----------------------------------------------------------------------------
     @on(Select.Changed, "#run-select")
