@@ -36,6 +36,11 @@ class FailureDetail:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def first_relevant_rank(ranking: list[tuple[str, float]], judged: dict[str, int]) -> int | None:
+    """The 1-based rank of the first document judged relevant (grade > 0), None if none is ranked."""
+    return next((i for i, (d, _s) in enumerate(ranking, 1) if judged.get(d, 0) > 0), None)
+
+
 def find_failures(rankings: dict[str, list[tuple[str, float]]], qrels: dict[str, dict[str, int]],
                   queries: dict[str, str], threshold: int, text_filter: str = "") -> list[Failure]:
     """Queries with no relevant doc in the top ``threshold``, worst first.
@@ -52,7 +57,7 @@ def find_failures(rankings: dict[str, list[tuple[str, float]]], qrels: dict[str,
         text = queries.get(qid, "")
         if needle and needle not in text.lower() and needle not in qid.lower():
             continue
-        first = next((i for i, (d, _s) in enumerate(rankings.get(qid, []), 1) if d in relevant), None)
+        first = first_relevant_rank(rankings.get(qid, []), judged)
         if first is None or first > threshold:
             out.append(Failure(qid, text, first, len(relevant)))
     out.sort(key=lambda f: (f.first_rank is not None, -(f.first_rank or 0), f.query_id))

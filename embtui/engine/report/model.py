@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from embtui.analysis.comparison import Comparison, QueryDelta, SliceTable
+from embtui.analysis.failures import first_relevant_rank
 from embtui.engine.compare import (compare_metrics, compare_runs, corrected_metrics, default_slices,
                                    slice_comparison)
 
@@ -134,11 +135,7 @@ def _quote(text: str) -> str:
 
 def _first_relevant(rankings: dict[str, list[tuple[str, float]]], qrels: dict[str, dict[str, int]],
                     query_ids: Sequence[str]) -> dict[str, int | None]:
-    out: dict[str, int | None] = {}
-    for q in query_ids:
-        rel = {d for d, g in qrels.get(q, {}).items() if g > 0}
-        out[q] = next((i for i, (d, _) in enumerate(rankings.get(q, []), 1) if d in rel), None)
-    return out
+    return {q: first_relevant_rank(rankings.get(q, []), qrels.get(q, {})) for q in query_ids}
 
 
 def _histogram(deltas: Sequence[QueryDelta]) -> list[tuple[str, int]]:
