@@ -31,6 +31,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from embtui.api.evaluations import plan_evaluation, run_inline
     from embtui.engine.evaluate import check_run_file, write_trec_run
     from embtui.engine.metrics import parse_ks
+    from embtui.engine.runs import identical_note
 
     ks = parse_ks(args.k)
     if args.run_file:
@@ -44,8 +45,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cache_dtype="float16" if args.cache_f16 else "float32")
     if plan.depth_note:  # said once, not per model
         print(f"embtui: note: {plan.depth_note}", file=sys.stderr)
-    from embtui.engine.runs import identical_note
-
     for same in plan.reused:
         print(f"embtui: {identical_note(same)}", file=sys.stderr)
     if args.detach:
@@ -59,29 +58,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     show = sys.stderr.isatty() and not args.json
     n = len(plan.items)
     outcomes = run_inline(plan, lambda i, req: ProgressLine(show, f"[{i + 1}/{n}] {req.model.name}"))
-    results = [(o.run, o.rankings, o.reused) for o in outcomes]
     if args.run_file:
-        for run, rankings, _ in results:
+        for o in outcomes:
             path = Path(args.run_file)
-            if len(results) > 1:
-                path = path.with_name(f"{path.stem}.run{run.id}{path.suffix}")
-            write_trec_run(path, rankings if rankings is not None else store.run_rankings(run.id),
-                           tag=f"embtui-{run.model_name}")
+            if len(outcomes) > 1:
+                path = path.with_name(f"{path.stem}.run{o.run.id}{path.suffix}")
+            rankings = o.rankings if o.rankings is not None else store.run_rankings(o.run.id)
+            write_trec_run(path, rankings, tag=f"embtui-{o.run.model_name}")
             if not args.json:
                 print(f"run file: {path}", file=sys.stderr)
-    for run, _, again in results:  # damaged artifacts found and healed, low HNSW recall
-        for w in ([] if again else run.info.get("warnings") or []):
-            print(f"warning: run {run.id} ({run.model_name}): {w}", file=sys.stderr)
+    for o in outcomes:  # damaged artifacts found and healed, low HNSW recall (new runs only)
+        for w in o.warnings:
+            print(f"warning: run {o.run.id} ({o.run.model_name}): {w}", file=sys.stderr)
     if args.json:
-        print_json({"runs": [{**_run_json(run), "reused": again} for run, _, again in results]})
+        print_json({"runs": [{**_run_json(o.run), "reused": o.reused} for o in outcomes]})
         return 0
-    _print_runs_table([run for run, _, _ in results], ks)
-    for run, _, again in results:
-        note = run.info.get("summary", "")
-        recall = run.info.get("ann_recall@10")
+    _print_runs_table([o.run for o in outcomes], ks)
+    for o in outcomes:
+        note = o.run.info.get("summary", "")
+        recall = o.run.info.get("ann_recall@10")
         if recall is not None:
             note += f"; HNSW recall@10 vs exact {recall:.4f}"
-        print(f"run {run.id} ({run.model_name}){' (reused)' if again else ''}: {note}")
+        print(f"run {o.run.id} ({o.run.model_name}){' (reused)' if o.reused else ''}: {note}")
     return 0
 
 
