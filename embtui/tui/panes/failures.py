@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Input, Label, Select, Static
 from embtui.tui.actions import bindings
 from embtui.analysis.failures import (Failure, FailureDetail, RankedDoc, failure_detail,
                                      find_failures)
+from embtui.api.views import JudgmentsView, RunView
 from embtui.tui.panes.base import Pane, focus_now
 from embtui.tui.widgets.failure_detail import render_compare, render_detail, snippet
 
@@ -47,22 +48,14 @@ class FailuresPane(Pane):
     """Judge failures on the imported qrels plus the hand-made overlay."""
 
     class RunLoaded(Message, bubble=False):
-        def __init__(self, run_id: int, rankings: dict[str, list[tuple[str, float]]],
-                     qrels: dict[str, dict[str, int]], queries: dict[str, str]) -> None:
+        def __init__(self, view: RunView) -> None:
             super().__init__()
-            self.run_id = run_id
-            self.rankings = rankings
-            self.qrels = qrels
-            self.queries = queries
+            self.view = view
 
     class AnnotationsLoaded(Message, bubble=False):
-        def __init__(self, project: str, annotations: list[Any], overlay: dict[str, dict[str, int]],
-                     corrected_qrels: dict[str, dict[str, int]], notice: str = "") -> None:
+        def __init__(self, view: JudgmentsView, notice: str = "") -> None:
             super().__init__()
-            self.project = project
-            self.annotations = annotations
-            self.overlay = overlay
-            self.corrected_qrels = corrected_qrels
+            self.view = view
             self.notice = notice
 
     class DetailLoaded(Message, bubble=False):
@@ -75,13 +68,8 @@ class FailuresPane(Pane):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.rankings: dict[str, list[tuple[str, float]]] = {}
-        self.qrels: dict[str, dict[str, int]] = {}
-        self.queries: dict[str, str] = {}
-        self.loaded_run: int | None = None
-        self.annotations: list[Any] = []
-        self.overlay: dict[str, dict[str, int]] = {}
-        self.corrected_qrels: dict[str, dict[str, int]] = {}
+        self.run_view = RunView()  # the run analysed, as loaded (whole, by one worker)
+        self.notes = JudgmentsView()  # the project's annotations and the split's overlay
         self.tags: dict[str, tuple[str, ...]] = {}
         self.label_options: list[str] = []
         self.failures: list[Failure] = []
@@ -146,49 +134,38 @@ class FailuresPane(Pane):
     def load_run_if_needed(self, force: bool = False) -> None:
         ctx = self.context
         if self.run_id is None or ctx.project is None:
-            self.rankings, self.qrels, self.queries, self.loaded_run = {}, {}, {}, None
+            self.run_view = RunView()
             self.show_failures()
             return
-        if force or self.loaded_run != self.run_id:
+        if force or self.run_view.run_id != self.run_id:
             self.query_one("#failures-summary", Static).update(Text(f"loading run #{self.run_id} …"))
             self.load_run(self.run_id, ctx.project, ctx.split)
 
     @work(thread=True, exclusive=True, group="failures-run", exit_on_error=False,
           description="read a run's rankings")
     def load_run(self, run_id: int, project: str, split: str) -> None:
+        from embtui.api.views import load_run_view
+
         store = self.store
         assert store is not None
-        rankings = store.run_rankings(run_id)
-        qrels = store.qrels(project, split)
-        queries = store.queries(project, split)
+        view = load_run_view(store, run_id, project, split)
         self.read_annotations(project, split)
-        self.post_message(self.RunLoaded(run_id, rankings, qrels, queries))
+        self.post_message(self.RunLoaded(view))
 
     def read_annotations(self, project: str, split: str, notice: str = "") -> None:
         """Read the project's annotations and the split's overlay (on a worker thread) and post them."""
-        from embtui.errors import NotFound
+        from embtui.api.views import load_judgments_view
 
         store = self.store
         assert store is not None
-        notes = store.annotations
-        overlay = notes.overlay(project, split)
-        try:  # the store merges the overlay onto the imported qrels (an overlay grade wins)
-            corrected = notes.corrected_qrels(project, split) if overlay else {}
-        except NotFound:  # a split without judgments has nothing to correct
-            corrected = {}
-        self.post_message(self.AnnotationsLoaded(project, notes.find(project), overlay, corrected,
-                                                 notice))
+        self.post_message(self.AnnotationsLoaded(load_judgments_view(store, project, split), notice))
 
     @on(AnnotationsLoaded)
     def show_annotations(self, message: AnnotationsLoaded) -> None:
-        if message.project != self.context.project:
+        if message.view.project != self.context.project:
             return
-        self.annotations, self.overlay = message.annotations, message.overlay
-        self.corrected_qrels = message.corrected_qrels
-        tags: dict[str, set[str]] = {}
-        for a in self.annotations:
-            tags.setdefault(a.query_id, set()).add(a.label)
-        self.tags = {q: tuple(sorted(v)) for q, v in tags.items()}
+        self.notes = message.view
+        self.tags = self.notes.tags()
         select = self.query_one("#label-filter", Select)
         labels = self.used_labels()
         if self.label_filter and self.label_filter not in labels:
@@ -205,10 +182,9 @@ class FailuresPane(Pane):
 
     @on(RunLoaded)
     def show_run(self, message: RunLoaded) -> None:
-        if message.run_id != self.run_id:
+        if message.view.run_id != self.run_id:
             return
-        self.loaded_run = message.run_id
-        self.rankings, self.qrels, self.queries = message.rankings, message.qrels, message.queries
+        self.run_view = message.view
         self.show_failures()
 
     def watch_threshold(self) -> None:
@@ -232,11 +208,12 @@ class FailuresPane(Pane):
 
     def judgments(self) -> dict[str, dict[str, int]]:
         """The qrels failures are judged on: imported, or with the overlay on top (``corrected``)."""
-        return self.corrected_qrels if self.corrected and self.corrected_qrels else self.qrels
+        notes, view = self.notes, self.run_view
+        return notes.corrected_qrels if self.corrected and notes.corrected_qrels else view.qrels
 
     def used_labels(self) -> list[str]:
         """Labels carried by at least one annotation of the project, sorted."""
-        return sorted({a.label for a in self.annotations})
+        return self.notes.labels
 
     def watch_compare_run(self) -> None:
         self.query_one("#failure-compare").display = self.compare_run is not None
@@ -246,7 +223,8 @@ class FailuresPane(Pane):
         table = self.query_one("#failures-table", DataTable)
         previous = self.current_failure()
         qrels = self.judgments()
-        failures = find_failures(self.rankings, qrels, self.queries, self.threshold, self.text_filter)
+        failures = find_failures(self.run_view.rankings, qrels, self.run_view.queries, self.threshold,
+                                 self.text_filter)
         if self.label_filter:
             failures = [f for f in failures if self.label_filter in self.tags.get(f.query_id, ())]
         self.failures = failures
@@ -258,7 +236,7 @@ class FailuresPane(Pane):
             table.add_row(Text(f.query_id), first, Text(tags, style="yellow", overflow="ellipsis"),
                           Text(snippet(f.text, 200)), key=f.query_id)
         scored = sum(1 for j in qrels.values() if any(g > 0 for g in j.values()))
-        depth = max((len(v) for v in self.rankings.values()), default=0)
+        depth = self.run_view.depth
         run = f"run #{self.run_id}" if self.run_id is not None else "no run"
         among = f"{scored} queries"
         if self.label_filter:  # count the labelled queries, not the whole split
@@ -269,7 +247,7 @@ class FailuresPane(Pane):
                    f"top {self.threshold} (ranking depth {depth})")
         if self.text_filter:
             summary += f" · filter '{self.text_filter}'"
-        n_over = sum(len(v) for v in self.overlay.values())
+        n_over = sum(len(v) for v in self.notes.overlay.values())
         if self.corrected:
             summary += f" · corrected judgments (+{n_over} by hand)"
         elif n_over:
@@ -303,7 +281,7 @@ class FailuresPane(Pane):
         if failure is None or ctx.project is None:
             return
         self.load_detail(failure.query_id, failure.text, ctx.project, self.compare_run,
-                         self.rankings.get(failure.query_id, []),
+                         self.run_view.rankings.get(failure.query_id, []),
                          self.judgments().get(failure.query_id, {}))
 
     @work(thread=True, exclusive=True, group="failures-detail", exit_on_error=False,
@@ -333,16 +311,13 @@ class FailuresPane(Pane):
         self.detail = message.detail
         self.compare_detail = message.compare
         self.query_one("#detail-text", Static).update(
-            render_detail(message.detail, self.annotations, self._hand_marked))
+            render_detail(message.detail, self.notes.annotations, self.notes.hand_marked))
         if message.compare is not None:
             run = next((r for r in self.runs() if r.id == message.compare_run), None)
             name = f"#{message.compare_run} {run.model_name if run else ''}"
             self.query_one("#compare-text", Static).update(render_compare(message.compare, name))
         else:
             self.query_one("#compare-text", Static).update("")
-
-    def _hand_marked(self, query_id: str, doc_id: str) -> bool:
-        return self.overlay.get(query_id, {}).get(doc_id, 0) > 0
 
     # -- interaction -----------------------------------------------------------------------------
     @on(Select.Changed, "#run-select")
@@ -418,7 +393,7 @@ class FailuresPane(Pane):
             self.notify("no failure selected", severity="warning")
             return
         current = [f"{a.label} ({'doc ' + a.doc_id if a.doc_id else 'query'})"
-                   for a in self.annotations if a.query_id == detail.query_id]
+                   for a in self.notes.annotations if a.query_id == detail.query_id]
         labels = [*BUILTIN_LABELS, *self.used_labels()]
         query_id, run_id, split = detail.query_id, self.run_id, self.context.split
 
@@ -451,8 +426,8 @@ class FailuresPane(Pane):
         if detail is None or project is None or self.run_id is None:
             self.notify("no failure selected", severity="warning")
             return
-        docs = [(d.doc_id, d.rank or 0, d.title or "", self._hand_marked(detail.query_id, d.doc_id))
-                for d in detail.above if d.grade <= 0 or self._hand_marked(detail.query_id, d.doc_id)]
+        docs = [(d.doc_id, d.rank or 0, d.title or "", self.notes.hand_marked(detail.query_id, d.doc_id))
+                for d in detail.above if d.grade <= 0 or self.notes.hand_marked(detail.query_id, d.doc_id)]
         if not docs:
             self.notify("nothing ranked above the relevant document", severity="warning")
             return
@@ -461,7 +436,7 @@ class FailuresPane(Pane):
         def done(doc_id: str | None) -> None:
             if doc_id:
                 self.toggle_relevant(project, split, run_id, query_id, doc_id,
-                                     self._hand_marked(query_id, doc_id))
+                                     self.notes.hand_marked(query_id, doc_id))
 
         self.app.push_screen(MarkRelevantScreen(query_id, docs), done)
 
