@@ -1,9 +1,9 @@
 """Fusing several rankings of the same queries into one: reciprocal rank fusion and a weighted sum
 of min-max normalised scores (the usual definitions, as in ranx's ``rrf`` and ``wsum`` with
 ``min-max`` normalisation; here a ranking whose scores are all equal counts 1 for each of its
-documents). Pure: rankings in,
-ranking out. Ties in the fused score are broken as everywhere in embtui, by document id
-descending (trec_eval's rule), so a fused run file reads back in the same order.
+documents). Pure: rankings in, ranking out. Ties in the fused score are broken as everywhere in
+embtui, by document id descending (trec_eval's rule), so a fused run file reads back in the same
+order.
 
 Groundwork for the pipelines of issue #13 (a hybrid lexical + dense first stage); not yet wired
 into evaluation runs.
