@@ -146,7 +146,7 @@ def test_detect_import_kind(tmp_path):
     assert detect_import_kind(pairs).kind == "pairs" and "CSV" in detect_import_kind(pairs).note
     assert detect_import_kind(tmp_path).kind is None
     assert "without corpus.jsonl" in detect_import_kind(tmp_path).note
-    assert detect_import_kind(tmp_path / "nothing-here") .kind is None
+    assert detect_import_kind(tmp_path / "nothing-here").kind is None
 
 
 async def test_kind_follows_the_path_and_ctrl_s_imports(ws, tmp_path):
