@@ -24,7 +24,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from embtui.engine.search import EXACT_MAX_DOCS, HnswConfig, HnswIndex, exact_search, recall_at_k  # noqa: E402
+from embtui.engine.hnsw import HnswConfig, HnswIndex, recall_at_k  # noqa: E402
+from embtui.engine.search import EXACT_MAX_DOCS, exact_search  # noqa: E402
 
 D = 384
 EF_SWEEP = (32, 64, 128, 256)

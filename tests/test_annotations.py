@@ -11,7 +11,8 @@ import pyarrow as pa
 import pytest
 
 from embtui.cli import main
-from embtui.engine.compare import compare_runs, corrected_metrics, mark_relevant
+from embtui.api.judgments import mark_relevant
+from embtui.engine.compare import compare_runs, corrected_metrics
 from embtui.errors import EmbtuiError, NotFound
 from embtui.store.annotations import BUILTIN_LABELS, MISSING_LABEL
 from tests.conftest import DEMO

@@ -20,8 +20,10 @@ FORBIDDEN = {
              "duckdb"),
     "engine": ("embtui.api", "embtui.jobs", "embtui.tui", "embtui.cli", "textual", "duckdb"),
     "jobs": ("embtui.api", "embtui.tui", "embtui.cli", "textual"),
-    "tui": ("embtui.cli", "duckdb"),
-    "cli": ("textual", "duckdb"),
+    # front ends call only the use-case layer (embtui.api) and pure analysis; types from below may
+    # be named under `if TYPE_CHECKING:` (not checked: they never run)
+    "tui": ("embtui.cli", "duckdb", "embtui.engine", "embtui.jobs", "embtui.store", "embtui.data"),
+    "cli": ("textual", "duckdb", "embtui.engine", "embtui.jobs", "embtui.store", "embtui.data"),
     "api": ("embtui.tui", "embtui.cli", "textual", "duckdb"),
     # pure: data in, results out (no store, no engine I/O, no front end, no files or models)
     "analysis": ("embtui.api", "embtui.store", "embtui.engine", "embtui.jobs", "embtui.data",
@@ -30,10 +32,24 @@ FORBIDDEN = {
 }
 
 
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node except the bodies of ``if TYPE_CHECKING:`` blocks."""
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
 def imports_of(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     names = []
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -49,6 +65,13 @@ def test_layer_does_not_import_upwards(layer: str) -> None:
             if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[layer]):
                 bad.append(f"{path.relative_to(PKG)} imports {name}")
     assert not bad, "\n".join(bad)
+
+
+def test_type_checking_imports_are_not_runtime_imports(tmp_path: Path) -> None:
+    src = tmp_path / "m.py"
+    src.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from embtui.store import Store\n"
+                   "def f():\n    from embtui.api.workspace import Store\n")
+    assert sorted(imports_of(src)) == ["embtui.api.workspace", "typing"]
 
 
 def test_every_module_says_what_it_owns() -> None:

@@ -373,8 +373,8 @@ def test_replace_refused_while_a_job_runs_and_its_run_survives(store: Store, tmp
     js = JobStore(store.ws)
     pid = os.getpid()  # a live process stands in for the worker (no model work is needed)
     assert js.set_worker(job, pid, "localhost") and js.claim(job, pid)
-    run_id = js.create_run_for_job(job, "base", "test", "bm25", model_spec={"name": "bm25"},
-                                   device="cpu", index_config={}, versions={})
+    run_id = store.create_run("base", "test", "bm25", model_spec={"name": "bm25"}, model_fingerprint=None,
+                              device="cpu", index_config={}, versions={}, job_id=job)
     root = make_beir(tmp_path / "b")
     with pytest.raises(EmbtuiError, match=rf"{job} \(running\)"):
         import_beir(store, root, "base", replace=True)

@@ -16,7 +16,7 @@ from embtui.engine.cache import EmbeddingCache, hash_texts
 from embtui.engine.encode import Encoder
 from embtui.engine.evaluate import EvalRequest, run_evaluation
 from embtui.engine.models import ModelSpec, fingerprint
-from embtui.engine.search import HnswConfig
+from embtui.engine.hnsw import HnswConfig
 from embtui.store import Store
 
 CHUNK = 64  # texts per chunk: a multiple of the batch size, so a re-encoded chunk runs the same batches

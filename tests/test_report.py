@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from embtui.cli import main
-from embtui.engine.negatives import export_negatives, negative_rows
-from embtui.engine.report import build_report, write_report
+from embtui.api.negatives import export_negatives, negative_rows
+from embtui.api.report import build_report, write_report
 from tests.conftest import DEMO
 
 

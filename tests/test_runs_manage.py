@@ -9,7 +9,7 @@ import pytest
 from embtui.engine.evaluate import EvalRequest, run_evaluation
 from embtui.engine.models import ModelSpec
 from embtui.engine.runs import delete_runs, find_identical_run
-from embtui.engine.search import HnswConfig
+from embtui.engine.hnsw import HnswConfig
 from embtui.errors import EmbtuiError, NotFound
 
 
@@ -97,15 +97,14 @@ def test_delete_removes_rows_and_files_no_other_run_uses(demo_store, tiny_model:
 
 
 def test_a_run_a_job_is_writing_is_not_deleted(demo_store) -> None:
-    from embtui.engine.evaluate import versions
+    from embtui.engine.evaluate import open_run
     from embtui.jobs.api import submit_eval
     from embtui.store.jobs import JobStore
 
     req = EvalRequest(project="demo", model=ModelSpec(model="bm25"))
     job_id = submit_eval(demo_store.ws, req, start=False)  # queued, no worker
-    run_id = JobStore(demo_store.ws).create_run_for_job(
-        job_id, "demo", "test", "bm25", model_spec=req.model.to_dict(), device="cpu",
-        index_config={}, versions=versions())
+    run_id = open_run(demo_store, req, job_id=job_id)
+    assert JobStore(demo_store.ws).get(job_id).run_id == run_id  # linked in the same transaction
     with pytest.raises(EmbtuiError, match=f"run #{run_id} is still being written by job {job_id}") as err:
         delete_runs(demo_store, [run_id])
     assert f"embtui jobs cancel {job_id}" in str(err.value)

@@ -8,17 +8,8 @@ import numpy as np
 import pytest
 
 from embtui.engine.progress import CancelToken
-from embtui.engine.search import (
-    EXACT_MAX_DOCS,
-    METRICS,
-    HnswConfig,
-    HnswIndex,
-    choose_index,
-    exact_search,
-    recall_at_k,
-    tie_order_for,
-    top_k_rows,
-)
+from embtui.engine.hnsw import HnswConfig, HnswIndex, recall_at_k
+from embtui.engine.search import EXACT_MAX_DOCS, METRICS, choose_index, exact_search, tie_order_for, top_k_rows
 from embtui.errors import Cancelled, EmbtuiError
 
 

@@ -23,8 +23,8 @@ def _run_ids(values: Sequence[str]) -> list[int]:
 # -- compare --------------------------------------------------------------------------------------
 def cmd_compare(args: argparse.Namespace) -> int:
     from embtui.analysis.stats import TEST_NAMES
-    from embtui.engine.compare import compare_runs, slice_comparison
-    from embtui.engine.report import fmt_p, fmt_signed, fmt_value
+    from embtui.api.compare import compare_runs, slice_comparison
+    from embtui.api.compare import fmt_p, fmt_signed, fmt_value
 
     store = open_store(args, create=False)
     comp = compare_runs(store, _run_ids(args.runs), args.metric,
@@ -89,7 +89,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 # -- report ---------------------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
-    from embtui.engine.report import build_report, report_format, write_report
+    from embtui.api.compare import build_report, report_format, write_report
 
     report_format(args.out)  # a bad extension fails before any work
     store = open_store(args, create=False)
@@ -131,7 +131,7 @@ def cmd_tags(args: argparse.Namespace) -> int:
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
-    from embtui.engine.compare import mark_relevant
+    from embtui.api.judgments import mark_relevant
 
     store = open_store(args, create=False)
     run_id = None
@@ -150,7 +150,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
             j = store.annotations.set_judgment(project, split, args.query, args.doc, args.relevant,
                                                note=args.note)
             if args.relevant > 0:
-                from embtui.store.annotations import MISSING_LABEL
+                from embtui.api.judgments import MISSING_LABEL
 
                 store.annotations.add(project, args.query, MISSING_LABEL, doc_id=args.doc, note=args.note)
         print(f"judged {j.project}/{j.split} query {j.query_id} doc {j.doc_id} grade {j.grade} (overlay)")
@@ -175,7 +175,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
 # -- export negatives -----------------------------------------------------------------------------
 def cmd_export_negatives(args: argparse.Namespace) -> int:
-    from embtui.engine.negatives import export_negatives, format_for
+    from embtui.api.compare import export_negatives, format_for
 
     format_for(args.out, args.format)
     store = open_store(args, create=False)

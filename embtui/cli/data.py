@@ -12,11 +12,11 @@ from embtui.cli.output import open_store, print_json, table
 def cmd_import(args: argparse.Namespace) -> int:
     store = open_store(args)
     if args.kind == "beir":
-        from embtui.data.beir import import_beir
+        from embtui.api.projects import import_beir
 
         report = import_beir(store, args.path, args.project, replace=args.replace)
     else:
-        from embtui.data.pairs import import_pairs
+        from embtui.api.projects import import_pairs
 
         report = import_pairs(store, args.path, args.project, replace=args.replace, split=args.split)
     print(report.summary())

@@ -16,7 +16,7 @@ TABLE_METRICS = ("ndcg@10", "mrr@10", "map@100", "recall@10", "recall@100", "p@1
 
 
 def _hnsw_config(args: argparse.Namespace) -> Any:
-    from embtui.engine.search import HnswConfig
+    from embtui.api.runs import HnswConfig
 
     base = HnswConfig()
     return HnswConfig(
@@ -29,9 +29,9 @@ def _hnsw_config(args: argparse.Namespace) -> Any:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from embtui.api.evaluations import plan_evaluation, run_inline
-    from embtui.engine.evaluate import check_run_file, write_trec_run
-    from embtui.engine.metrics import parse_ks
-    from embtui.engine.runs import identical_note
+    from embtui.api.runs import check_run_file, write_trec_run
+    from embtui.api.runs import parse_ks
+    from embtui.api.runs import identical_note
 
     ks = parse_ks(args.k)
     if args.run_file:
@@ -105,7 +105,7 @@ def _print_runs_table(runs: Sequence[Any], ks: Sequence[int] | None = None) -> N
 
 def cmd_runs_delete(store: Any, args: argparse.Namespace) -> int:
     """`embtui runs delete ID...`: asks first (on a terminal) unless --yes."""
-    from embtui.engine.runs import delete_runs
+    from embtui.api.runs import delete_runs
 
     if not args.ids:
         raise EmbtuiError("`runs delete` needs run ids", "e.g. `embtui runs delete 3 4`; see `embtui runs`")

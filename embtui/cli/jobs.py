@@ -41,7 +41,7 @@ def _list_json(info: Any) -> dict[str, Any]:
 
 
 def _cmd_list(ws: Any, args: argparse.Namespace) -> int:
-    from embtui.jobs.api import list_jobs
+    from embtui.api.jobs import list_jobs
 
     jobs = list_jobs(ws)
     if args.json:
@@ -117,7 +117,7 @@ class FollowBar:
 
 
 def _cmd_follow(ws: Any, args: argparse.Namespace) -> int:
-    from embtui.jobs.api import follow_job, get_job
+    from embtui.api.jobs import follow_job, get_job
 
     info = get_job(ws, args.job_id, log_lines=0)
     bar = FollowBar()
@@ -145,7 +145,7 @@ def _cmd_follow(ws: Any, args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(ws: Any, args: argparse.Namespace) -> int:
-    from embtui.jobs.api import cancel_job, get_job
+    from embtui.api.jobs import cancel_job, get_job
 
     cancel_job(ws, args.job_id)
     info = get_job(ws, args.job_id, log_lines=0)
@@ -163,7 +163,7 @@ def _cmd_cancel(ws: Any, args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(ws: Any, args: argparse.Namespace) -> int:
-    from embtui.jobs.api import get_job, resume_job
+    from embtui.api.jobs import get_job, resume_job
 
     resume_job(ws, args.job_id)
     info = get_job(ws, args.job_id, log_lines=0)
@@ -175,7 +175,7 @@ def _cmd_resume(ws: Any, args: argparse.Namespace) -> int:
 
 
 def _cmd_log(ws: Any, args: argparse.Namespace) -> int:
-    from embtui.jobs.api import job_log
+    from embtui.api.jobs import job_log
 
     text = job_log(ws, args.job_id, args.lines)
     if text:
@@ -195,7 +195,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 # -- embtui doctor -------------------------------------------------------------------------------
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from embtui.jobs.doctor import check_workspace
+    from embtui.api.jobs import check_workspace
 
     ws = open_workspace(args, must_exist=False)
     report = check_workspace(ws, fix=args.fix)

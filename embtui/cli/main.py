@@ -78,7 +78,7 @@ def report_crash(exc: Exception, args: argparse.Namespace | None) -> int:
         return EXIT_USAGE
     workspace = None
     try:
-        from embtui.store import default_workspace
+        from embtui.api.workspace import default_workspace
 
         root = Path(args.workspace) if args is not None and args.workspace else default_workspace()
         workspace = root if root.is_dir() else None

@@ -22,7 +22,7 @@ def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from embtui.engine.models import ModelSpec, check_model_name
+    from embtui.api.models import ModelSpec, check_model_name
 
     store = open_store(args)
     if args.action == "add":
@@ -72,7 +72,7 @@ def _model_row(name: str, spec: dict[str, Any]) -> list[Any]:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from embtui.engine.devices import list_devices
+    from embtui.api.models import list_devices
 
     devices = list_devices(use_torch=args.torch)
     if args.json:

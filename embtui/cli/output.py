@@ -21,7 +21,7 @@ EXIT_INTERRUPTED = 130
 
 def open_store(args: argparse.Namespace, create: bool = True) -> Any:
     """The Store of ``--workspace`` (else the default); ``create=False``: it must exist."""
-    from embtui.store import Store, Workspace, default_workspace
+    from embtui.api.workspace import Store, Workspace, default_workspace
 
     root = Path(args.workspace) if args.workspace else default_workspace()
     ws = Workspace(root)
@@ -34,7 +34,7 @@ def open_store(args: argparse.Namespace, create: bool = True) -> Any:
 
 def open_workspace(args: argparse.Namespace, must_exist: bool = True) -> Any:
     """The Workspace of ``--workspace`` without opening its database (jobs, doctor)."""
-    from embtui.store import Workspace, default_workspace
+    from embtui.api.workspace import Workspace, default_workspace
 
     ws = Workspace(Path(args.workspace) if args.workspace else default_workspace())
     if must_exist and not ws.exists():
@@ -45,7 +45,7 @@ def open_workspace(args: argparse.Namespace, must_exist: bool = True) -> Any:
 
 def print_json(obj: Any) -> None:
     """``obj`` as indented strict JSON on stdout (NaN and infinities become null)."""
-    from embtui.engine.report import nan_to_none
+    from embtui.api.compare import nan_to_none
 
     print(json.dumps(nan_to_none(obj), indent=2, default=str))
 

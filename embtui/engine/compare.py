@@ -11,8 +11,8 @@ frozen dataclasses, so the CLI, the report writer and the TUI share one implemen
 * :func:`slice_metrics` -> :class:`SliceTable`: the same split by query length, number of relevant
   documents, imported query metadata or annotation labels, with tests within each slice and flags
   for slices where a run does significantly worse than its own average or than the baseline.
-* :func:`corrected_metrics`, :func:`mark_relevant`: metrics re-scored on qrels + the hand-made
-  overlay, and the one call a UI needs to say "this retrieved document is actually relevant".
+* :func:`corrected_metrics`: metrics re-scored on qrels + the hand-made overlay (the overlay is
+  written by embtui/api/judgments.py).
 
 The statistics and the comparison objects are pure and live in embtui/analysis/ (stats.py,
 comparison.py); this module reads the runs, judgments and query data from the store, checks the
@@ -208,32 +208,6 @@ def default_slices(store: Any, project: str, max_values: int = 12) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- corrected judgments
-
-
-def mark_relevant(store: Any, run_id: int, query_id: str, doc_id: str, grade: int = 1,
-                  note: str | None = None) -> Any:
-    """Record that a retrieved document is actually relevant: an overlay judgment for the run's
-    project and split plus a "missing label" annotation on the pair. Imported qrels stay as they were."""
-    from embtui.store.annotations import MISSING_LABEL
-
-    run = store.get_run(int(run_id))
-    judgment = store.annotations.set_judgment(run.project, run.split, query_id, doc_id, grade,
-                                              note=note, run_id=run.id)
-    if grade > 0:
-        store.annotations.add(run.project, query_id, MISSING_LABEL, doc_id=doc_id, note=note,
-                              run_id=run.id)
-    return judgment
-
-
-def unmark_relevant(store: Any, run_id: int, query_id: str, doc_id: str) -> bool:
-    """Undo :func:`mark_relevant`: drop the overlay judgment and its "missing label" tag on the pair.
-    Returns whether there was a judgment to drop."""
-    from embtui.store.annotations import MISSING_LABEL
-
-    run = store.get_run(int(run_id))
-    removed = store.annotations.remove_judgment(run.project, run.split, query_id, doc_id)
-    store.annotations.remove(run.project, query_id, MISSING_LABEL, doc_id=doc_id)
-    return removed
 
 
 def corrected_result(store: Any, run_id: int) -> Any:

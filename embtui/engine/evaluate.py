@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 import embtui
 from embtui.engine.metrics import DEFAULT_KS, MetricResult, check_ks, evaluate
 from embtui.engine.models import ModelSpec, resolve_source
 from embtui.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
 from embtui.engine.retrievers import RetrievalContext, retriever_for
-from embtui.engine.search import HnswConfig, tie_order_for
+from embtui.engine.hnsw import HnswConfig
+from embtui.engine.search import tie_order_for
 from embtui.errors import Cancelled, EmbtuiError, resource_error
 from embtui.store import Corpus, RunInfo, Store
 
@@ -134,6 +134,20 @@ class _Stages:
         self.timings[name] = round(time.perf_counter() - t0, 4)
 
 
+def _index_config(req: EvalRequest) -> dict[str, Any]:
+    return {"kind": req.index, "depth": req.result_depth, "ignore_identical_ids": req.ignore_identical_ids}
+
+
+def open_run(store: Store, req: EvalRequest, *, job_id: str | None = None) -> int:
+    """Create the 'running' row of one evaluation, inline or (with ``job_id``, linked in the same
+    transaction) for a detached job: the one place a run row is made. A wrong model path or id
+    fails here, before the row exists."""
+    resolve_source(req.model)
+    return store.create_run(req.project, req.split, req.model.name, model_spec=req.model.to_dict(),
+                            model_fingerprint=None, device=req.device or req.model.device,
+                            index_config=_index_config(req), versions=versions(), job_id=job_id)
+
+
 def run_evaluation(store: Store, req: EvalRequest, *, progress: ProgressCallback | None = None,
                    cancel: CancelToken | None = None, run_id: int | None = None) -> EvalResult:
     """Evaluate one model on one split and store everything as a run (status failed/cancelled on error)."""
@@ -149,15 +163,10 @@ def run_evaluation(store: Store, req: EvalRequest, *, progress: ProgressCallback
         raise EmbtuiError(f"project '{req.project}' has no documents")
     stages.end("load_data_s", t0)
 
-    spec = req.model
-    resolve_source(spec)  # a wrong path or id fails here, before a run row exists
-    device = req.device or spec.device
-    index_config: dict[str, Any] = {"kind": req.index, "depth": req.result_depth,
-                                    "ignore_identical_ids": req.ignore_identical_ids}
+    device = req.device or req.model.device
+    index_config = _index_config(req)
     if run_id is None:
-        run_id = store.create_run(req.project, req.split, spec.name, model_spec=spec.to_dict(),
-                                  model_fingerprint=None, device=device, index_config=index_config,
-                                  versions=versions())
+        run_id = open_run(store, req)
     try:
         result = _evaluate(store, req, run_id, corpus, queries, qrels, stages, cancel, device,
                            index_config)
@@ -222,8 +231,8 @@ def _evaluate(store: Store, req: EvalRequest, run_id: int, corpus: Corpus, queri
     if gpu is not None:
         info["peak_gpu_mb"] = round(gpu, 1)
     stages.timings["total_s"] = round(time.perf_counter() - t_start + stages.timings.get("load_data_s", 0), 4)
-    store.finish_run(run_id, metrics=result.aggregate, query_metrics=_query_metrics_table(result),
-                     rankings=_rankings_table(rankings), timings=stages.timings, info=info,
+    store.finish_run(run_id, metrics=result.aggregate, query_metrics=result.per_query,
+                     rankings=rankings, timings=stages.timings, info=info,
                      device=used_device, model_fingerprint=fp,
                      index_config=index_config)
     return EvalResult(store.get_run(run_id), result, rankings)
@@ -268,29 +277,6 @@ def _count_reasons(skipped: dict[str, str]) -> dict[str, int]:
     for reason in skipped.values():
         counts[reason] = counts.get(reason, 0) + 1
     return counts
-
-
-def _rankings_table(rankings: dict[str, list[tuple[str, float]]]) -> pa.Table:
-    q, r, d, s = [], [], [], []
-    for qid, row in rankings.items():
-        for rank, (doc, score) in enumerate(row, 1):
-            q.append(qid)
-            r.append(rank)
-            d.append(doc)
-            s.append(score)
-    return pa.table({"query_id": pa.array(q, pa.string()), "rank": pa.array(r, pa.int32()),
-                     "doc_id": pa.array(d, pa.string()), "score": pa.array(s, pa.float64())})
-
-
-def _query_metrics_table(result: MetricResult) -> pa.Table:
-    q, m, v = [], [], []
-    for qid, values in result.per_query.items():
-        for name, value in values.items():
-            q.append(qid)
-            m.append(name)
-            v.append(value)
-    return pa.table({"query_id": pa.array(q, pa.string()), "metric": pa.array(m, pa.string()),
-                     "value": pa.array(v, pa.float64())})
 
 
 def check_run_file(path: str | Path) -> Path:

@@ -289,7 +289,8 @@ class DenseLiveSearcher(LiveSearcher):
 
     def _saved_index(self, n_docs: int, dim: int) -> Any:
         """The HNSW index the latest evaluation saved, for corpora too big for exact search."""
-        from embtui.engine.search import EXACT_MAX_DOCS, HnswConfig, HnswIndex
+        from embtui.engine.hnsw import HnswConfig, HnswIndex
+        from embtui.engine.search import EXACT_MAX_DOCS
 
         if n_docs <= EXACT_MAX_DOCS:
             return None

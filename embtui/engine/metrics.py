@@ -16,22 +16,9 @@ from embtui.engine.metric_names import check_level as _check_level
 from embtui.engine.metric_names import resolve_metrics as _resolve_metrics
 from embtui.errors import DataError
 
-__all__ = [
-    "DEFAULT_KS",
-    "METRIC_FAMILIES",
-    "REASON_NO_JUDGMENTS",
-    "REASON_NO_RELEVANT",
-    "REASON_NOT_JUDGED",
-    "MetricResult",
-    "evaluate",
-    "evaluate_arrays",
-    "evaluate_run",
-    "metric_names",
-    "parse_ks",
-    "check_ks",
-    "parse_metric",
-    "rank_run",
-]
+__all__ = ["DEFAULT_KS", "METRIC_FAMILIES", "REASON_NO_JUDGMENTS", "REASON_NO_RELEVANT",
+           "REASON_NOT_JUDGED", "MetricResult", "check_ks", "evaluate", "evaluate_arrays",
+           "evaluate_run", "metric_names", "parse_ks", "parse_metric", "rank_run"]
 
 # Semantics, checked against trec_eval 9.x (through pytrec_eval) in tests/test_metrics.py:
 #
@@ -70,7 +57,6 @@ _SKIP_PHRASES = {
 # evaluate_run compares each relevant doc's score with every score of its query in one broadcast
 # while (relevant found) x (run depth) stays below this; beyond it, sort + binary search.
 _BROADCAST_LIMIT = 65536
-
 
 
 # ----------------------------------------------------------------------------- ranking

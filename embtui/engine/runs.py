@@ -25,7 +25,8 @@ def find_identical_run(store: Store, req: "EvalRequest") -> RunInfo | None:
     """
     from embtui.engine.evaluate import versions
     from embtui.engine.models import fingerprint
-    from embtui.engine.search import HnswConfig, choose_index
+    from embtui.engine.hnsw import HnswConfig
+    from embtui.engine.search import choose_index
 
     if req.cache_dtype != "float32" or req.chunk_texts or req.max_in_memory_bytes:
         return None  # vectors stored differently (or a test knob): not "the same" run

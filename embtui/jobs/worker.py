@@ -298,8 +298,7 @@ def _first_in_line(js: JobStore, me: Any, device: str) -> bool:
 def _prepare_run(js: JobStore, store: Any, job_id: str, run_id: int | None, req: Any,
                  rep: Reporter) -> int | None:
     """The run this attempt finishes: the job's earlier run (reopened) or a new one."""
-    from embtui.engine.evaluate import versions
-    from embtui.engine.models import resolve_source
+    from embtui.engine.evaluate import open_run
 
     if run_id is not None:
         status = js.run_status(run_id)
@@ -309,12 +308,7 @@ def _prepare_run(js: JobStore, store: Any, job_id: str, run_id: int | None, req:
         if status is not None and js.reopen_run(run_id):
             rep.log(f"resuming run {run_id}")
             return run_id
-    resolve_source(req.model)  # a wrong path or id fails before a run row exists
-    index_config = {"kind": req.index, "depth": req.result_depth,
-                    "ignore_identical_ids": req.ignore_identical_ids}
-    run_id = js.create_run_for_job(job_id, req.project, req.split, req.model.name,
-                                   model_spec=req.model.to_dict(), device=req.device or req.model.device,
-                                   index_config=index_config, versions=versions())
+    run_id = open_run(store, req, job_id=job_id)
     rep.log(f"created run {run_id}")
     return run_id
 

@@ -18,6 +18,7 @@ from embtui.store.runs import RunsRepo, _arrow, _loads
 
 if TYPE_CHECKING:
     from embtui.store.annotations import AnnotationStore
+    from embtui.store.jobs import JobStore
 
 
 @dataclass(frozen=True)
@@ -345,6 +346,14 @@ class Store(RunsRepo):
         from embtui.store.annotations import AnnotationStore
 
         return AnnotationStore(self.ws)
+
+    @cached_property
+    def jobs(self) -> JobStore:
+        """The jobs, batch-size memory, settings and health queries of this workspace (once per
+        Store; the jobs layer also builds one on a bare Workspace, without a Store)."""
+        from embtui.store.jobs import JobStore
+
+        return JobStore(self.ws)
 
     def corrected_qrels(self, project: str, split: str) -> dict[str, dict[str, int]]:
         """``qrels(project, split)`` with the overlay judgments on top (the imported ones unchanged)."""

@@ -16,7 +16,6 @@ from typing import Any, Iterable, Sequence
 import duckdb
 
 from embtui.errors import EmbtuiError, NotFound
-from embtui.store.api import Store
 from embtui.store.db import Workspace, _db_error
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
@@ -193,22 +192,6 @@ class JobStore:
             return con.execute(
                 """UPDATE runs SET status = 'running', error = NULL, finished_at = NULL
                    WHERE id = ? RETURNING id""", [run_id]).fetchone() is not None
-
-    def create_run_for_job(self, job_id: str, project: str, split: str, model_name: str, *,
-                           model_spec: dict[str, Any], device: str | None,
-                           index_config: dict[str, Any], versions: dict[str, Any]) -> int:
-        """Insert a 'running' run and link it to the job in one transaction (no orphan runs)."""
-        with self.ws.transaction() as con:
-            pid = Store(self.ws)._project_id(con, project)
-            run_id = int(con.execute(
-                """INSERT INTO runs (project_id, split, model_name, model_spec, model_fingerprint,
-                   device, index_config, versions, status) VALUES (?, ?, ?, ?, NULL, ?, ?, ?, 'running')
-                   RETURNING id""",
-                [pid, split, model_name, json.dumps(model_spec, sort_keys=True), device,
-                 json.dumps(index_config, sort_keys=True), json.dumps(versions, sort_keys=True)],
-            ).fetchone()[0])
-            con.execute("UPDATE jobs SET run_id = ?, updated_at = ? WHERE id = ?", [run_id, _now(), job_id])
-        return run_id
 
     def end_run_if_running(self, run_id: int, error: str, status: str = "failed",
                            from_states: Sequence[str] = ("running",)) -> None:

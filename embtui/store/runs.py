@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -55,6 +55,29 @@ def _loads(text: str | None) -> dict[str, Any]:
     return json.loads(text) if text else {}
 
 
+def _rankings_table(rankings: Mapping[str, Sequence[tuple[str, float]]]) -> pa.Table:
+    q, r, d, s = [], [], [], []
+    for qid, row in rankings.items():
+        for rank, (doc, score) in enumerate(row, 1):
+            q.append(qid)
+            r.append(rank)
+            d.append(doc)
+            s.append(score)
+    return pa.table({"query_id": pa.array(q, pa.string()), "rank": pa.array(r, pa.int32()),
+                     "doc_id": pa.array(d, pa.string()), "score": pa.array(s, pa.float64())})
+
+
+def _query_metrics_table(per_query: Mapping[str, Mapping[str, float]]) -> pa.Table:
+    q, m, v = [], [], []
+    for qid, values in per_query.items():
+        for name, value in values.items():
+            q.append(qid)
+            m.append(name)
+            v.append(value)
+    return pa.table({"query_id": pa.array(q, pa.string()), "metric": pa.array(m, pa.string()),
+                     "value": pa.array(v, pa.float64())})
+
+
 class RunsRepo:
     """Reads and writes of the runs tables; mixed into :class:`~embtui.store.api.Store`, which
     provides ``ws`` and ``_project_id``."""
@@ -75,24 +98,30 @@ class RunsRepo:
         device: str | None,
         index_config: dict[str, Any],
         versions: dict[str, Any],
+        job_id: str | None = None,
     ) -> int:
+        """Insert a 'running' run; with ``job_id``, link it to that job in the same transaction
+        (a detached job never leaves an orphan run)."""
         with self.ws.transaction() as con:
             pid = self._project_id(con, project)
-            return int(con.execute(
+            run_id = int(con.execute(
                 """INSERT INTO runs (project_id, split, model_name, model_spec, model_fingerprint,
                    device, index_config, versions, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running')
                    RETURNING id""",
                 [pid, split, model_name, json.dumps(model_spec, sort_keys=True), model_fingerprint,
                  device, json.dumps(index_config, sort_keys=True), json.dumps(versions, sort_keys=True)],
             ).fetchone()[0])
+            if job_id is not None:
+                con.execute("UPDATE jobs SET run_id = ?, updated_at = now() WHERE id = ?", [run_id, job_id])
+            return run_id
 
     def finish_run(
         self,
         run_id: int,
         *,
         metrics: dict[str, float],
-        query_metrics: pa.Table,
-        rankings: pa.Table,
+        query_metrics: Mapping[str, Mapping[str, float]],
+        rankings: Mapping[str, Sequence[tuple[str, float]]],
         timings: dict[str, Any],
         info: dict[str, Any],
         device: str | None = None,
@@ -101,7 +130,8 @@ class RunsRepo:
     ) -> None:
         """Store a run's results in one transaction and mark it done.
 
-        ``query_metrics``: query_id, metric, value; ``rankings``: query_id, rank, doc_id, score.
+        ``query_metrics``: query id -> metric -> value; ``rankings``: query id -> [(doc id, score)]
+        best first (rank 1 is the first). Both go in as Arrow tables, the fast path into DuckDB.
         """
         with self.ws.transaction() as con:
             for table in ("run_metrics", "query_metrics", "rankings"):
@@ -110,9 +140,9 @@ class RunsRepo:
                 "INSERT INTO run_metrics VALUES (?, ?, ?)",
                 [[run_id, k, float(v)] for k, v in metrics.items()],
             )
-            con.register("_qm", query_metrics)
+            con.register("_qm", _query_metrics_table(query_metrics))
             con.execute("INSERT INTO query_metrics SELECT ?, query_id, metric, value FROM _qm", [run_id])
-            con.register("_rk", rankings)
+            con.register("_rk", _rankings_table(rankings))
             con.execute(
                 "INSERT INTO rankings SELECT ?, query_id, rank, doc_id, score FROM _rk", [run_id]
             )

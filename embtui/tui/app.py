@@ -36,7 +36,7 @@ from embtui.tui.widgets.sidebar import WorkspaceTree
 from embtui.tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:  # pragma: no cover
-    from embtui.store import Store
+    from embtui.api.workspace import Store
 
 PANE_CLASSES: dict[str, type[Pane]] = {
     "query": QueryPane, "metrics": MetricsPane, "failures": FailuresPane, "jobs": JobsPane,
@@ -125,7 +125,7 @@ class EmbtuiApp(OrderedKeysMixin, WorkspaceWatchMixin, App[int]):
     @work(thread=True, exclusive=True, group="workspace", exit_on_error=False,
           description="read the workspace")
     def load_workspace(self, seed: bool = False, project: str | None = None) -> None:
-        from embtui.store import Store, default_workspace
+        from embtui.api.workspace import Store, default_workspace
 
         store = self.store
         if store is None:
@@ -133,7 +133,7 @@ class EmbtuiApp(OrderedKeysMixin, WorkspaceWatchMixin, App[int]):
             store = Store.open(root)
         seeded = False
         if seed:
-            from embtui.engine.demo import ensure_demo
+            from embtui.api.projects import ensure_demo
 
             seeded = ensure_demo(store)
         data = read_workspace(store)
@@ -144,7 +144,7 @@ class EmbtuiApp(OrderedKeysMixin, WorkspaceWatchMixin, App[int]):
     def score_demo(self) -> None:
         """The demo's starter runs, made once after seeding: bm25, and all-MiniLM-L6-v2 from the
         vectors shipped with the demo (no encoding, no torch); they appear when done."""
-        from embtui.engine.demo import DEMO_PROJECT, evaluate_demo
+        from embtui.api.projects import DEMO_PROJECT, evaluate_demo
 
         assert self.store is not None
         if evaluate_demo(self.store):
@@ -170,7 +170,7 @@ class EmbtuiApp(OrderedKeysMixin, WorkspaceWatchMixin, App[int]):
         """Poll the workspace's jobs (any process may have started them) and post changes."""
         worker = get_current_worker()
         try:
-            from embtui.jobs import list_jobs
+            from embtui.api.jobs import list_jobs
         except ImportError as exc:
             self.post_message(JobsPolled((), error=f"the job system is not available: {exc}"))
             return

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 
 if TYPE_CHECKING:  # pragma: no cover
-    from embtui.store import ProjectInfo, RunInfo
+    from embtui.api.workspace import ProjectInfo, RunInfo
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ def confirm_delete_run(owner: Widget, run: Any) -> None:
 
 
 def _delete(owner: Widget, run_id: int) -> None:
-    from embtui.engine.runs import delete_runs
+    from embtui.api.runs import delete_runs
     from embtui.tui.messages import WorkspaceChanged
 
     store = getattr(owner.app, "store", None)

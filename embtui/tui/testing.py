@@ -94,13 +94,10 @@ def build_demo_workspace(root: Any, dense_model: Any = None, *, dense_name: str 
     """
     from pathlib import Path
 
-    import pyarrow as pa
-
-    from embtui.data.beir import import_beir
-    from embtui.engine.demo import DEMO_PATH
-    from embtui.engine.evaluate import EvalRequest, run_evaluation
-    from embtui.engine.models import ModelSpec
-    from embtui.store import Store
+    from embtui.api.evaluations import plan_evaluation, run_inline
+    from embtui.api.models import ModelSpec
+    from embtui.api.projects import DEMO_PATH, import_beir
+    from embtui.api.workspace import Store
 
     store = Store.open(Path(root))
     import_beir(store, DEMO_PATH, "demo")
@@ -109,10 +106,11 @@ def build_demo_workspace(root: Any, dense_model: Any = None, *, dense_name: str 
         specs.append(ModelSpec(str(dense_model), name=dense_name, device="cpu"))
     for spec in specs:
         store.save_model(spec.name, spec.to_dict())
-        result = run_evaluation(store, EvalRequest("demo", spec, device="cpu"))
+        [outcome] = run_inline(plan_evaluation(store, "demo", [spec.name], split="test", device="cpu",
+                                               force=True))
         if not freeze:
             continue
-        run = result.run
+        run = outcome.run
         qm = store.run_query_metrics(run.id)
         rk = store.run_rankings(run.id)
         info = dict(run.info, peak_rss_mb=500.0)
@@ -121,16 +119,7 @@ def build_demo_workspace(root: Any, dense_model: Any = None, *, dense_name: str 
                                          else 5000.0) for role, v in info["encode"].items()}
         store.finish_run(
             run.id, metrics=run.metrics,
-            query_metrics=pa.table({
-                "query_id": [q for q, ms in qm.items() for _ in ms],
-                "metric": [m for ms in qm.values() for m in ms],
-                "value": [v for ms in qm.values() for v in ms.values()]}),
-            rankings=pa.table({
-                "query_id": pa.array([q for q, row in rk.items() for _ in row], pa.string()),
-                "rank": pa.array([i for row in rk.values() for i in range(1, len(row) + 1)],
-                                 pa.int32()),
-                "doc_id": pa.array([d for row in rk.values() for d, _ in row], pa.string()),
-                "score": pa.array([s for row in rk.values() for _, s in row], pa.float64())}),
+            query_metrics=qm, rankings=rk,
             timings={k: FROZEN_TIMINGS.get(k, 0.05) for k in run.timings},
             info=info, device="cpu", model_fingerprint=run.model_fingerprint)
     return store
@@ -138,7 +127,7 @@ def build_demo_workspace(root: Any, dense_model: Any = None, *, dense_name: str 
 
 def fixed_devices() -> list[Any]:
     """A device list that is the same everywhere (for screenshots)."""
-    from embtui.engine.devices import DeviceInfo
+    from embtui.api.models import DeviceInfo
 
     return [DeviceInfo("cpu", "Example CPU (16 cores)", 64 * 2**30, 48 * 2**30, 12.0),
             DeviceInfo("cuda:0", "NVIDIA H100 80GB HBM3", 80 * 2**30, 71 * 2**30, 35.0)]

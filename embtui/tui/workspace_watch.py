@@ -13,7 +13,7 @@ from textual.worker import get_current_worker
 from embtui.tui.messages import WorkspaceData, WorkspaceLoaded
 
 if TYPE_CHECKING:  # pragma: no cover
-    from embtui.store import Store
+    from embtui.api.workspace import Store
 
 WATCH_S = 1.0
 """How often the DB file is looked at (a stat, no DB connection)."""
@@ -23,7 +23,7 @@ VIEW_KEYS = ("split", "models", "k", "baseline")
 def db_signature(root: str | Path) -> tuple[Any, ...]:
     """(mtime_ns, size) of the workspace DB and its WAL: changes on every committed write (any
     process), never on a read. Costs two stats."""
-    from embtui.store.db import DB_NAME
+    from embtui.api.workspace import DB_NAME
 
     out: list[Any] = []
     for name in (DB_NAME, DB_NAME + ".wal"):
@@ -57,7 +57,7 @@ class WorkspaceWatchMixin:
           description="watch the workspace")
     def watch_workspace(self, root: str) -> None:
         worker = get_current_worker()
-        from embtui.store import Store
+        from embtui.api.workspace import Store
 
         store = Store(root)
         last = db_signature(root)

@@ -3,7 +3,8 @@ view, and metrics on the corrected judgments (qrels plus the overlay)."""
 
 from __future__ import annotations
 
-from embtui.engine.compare import compare_metrics, compare_runs, corrected_metrics, mark_relevant
+from embtui.api.judgments import mark_relevant
+from embtui.engine.compare import compare_metrics, compare_runs, corrected_metrics
 from embtui.tui.app import EmbtuiApp
 from embtui.tui.screens.deltas import DeltaScreen
 from embtui.tui.testing import cell, open_metrics, screen_text, settle

@@ -13,7 +13,8 @@ import numpy as np
 from embtui.engine.encode import DEFAULT_CHUNK_TEXTS, Encoder
 from embtui.engine.models import effective_max_seq_length
 from embtui.engine.retrievers.base import Retrieval, RetrievalContext
-from embtui.engine.search import HnswConfig, HnswIndex, choose_index, exact_search, recall_at_k
+from embtui.engine.hnsw import HnswConfig, HnswIndex, recall_at_k
+from embtui.engine.search import choose_index, exact_search
 from embtui.errors import EmbtuiError
 
 if TYPE_CHECKING:

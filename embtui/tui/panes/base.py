@@ -11,7 +11,7 @@ from textual.widget import Widget
 from embtui.tui.messages import Context
 
 if TYPE_CHECKING:  # pragma: no cover
-    from embtui.store import Store
+    from embtui.api.workspace import Store
     from embtui.tui.messages import WorkspaceData
 
 

@@ -13,13 +13,10 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Label, Select, Static
 
 from embtui.tui.actions import bindings
-from embtui.analysis.failures import (Failure, FailureDetail, RankedDoc, failure_detail,
-                                     find_failures)
-from embtui.api.views import JudgmentsView, RunView
+from embtui.analysis.failures import Failure, FailureDetail, find_failures
+from embtui.api.views import FailureView, JudgmentsView, RunView, load_failure_view
 from embtui.tui.panes.base import Pane, focus_now
-from embtui.tui.widgets.failure_detail import render_compare, render_detail, snippet
-
-MAX_ABOVE = 10
+from embtui.tui.widgets.failure_detail import failures_summary, render_compare, render_detail, snippet
 
 
 class FailuresPane(Pane):
@@ -59,12 +56,9 @@ class FailuresPane(Pane):
             self.notice = notice
 
     class DetailLoaded(Message, bubble=False):
-        def __init__(self, detail: FailureDetail, compare: FailureDetail | None,
-                     compare_run: int | None) -> None:
+        def __init__(self, view: FailureView) -> None:
             super().__init__()
-            self.detail = detail
-            self.compare = compare
-            self.compare_run = compare_run
+            self.view = view
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -235,25 +229,10 @@ class FailuresPane(Pane):
             tags = ", ".join(self.tags.get(f.query_id, ()))
             table.add_row(Text(f.query_id), first, Text(tags, style="yellow", overflow="ellipsis"),
                           Text(snippet(f.text, 200)), key=f.query_id)
-        scored = sum(1 for j in qrels.values() if any(g > 0 for g in j.values()))
-        depth = self.run_view.depth
-        run = f"run #{self.run_id}" if self.run_id is not None else "no run"
-        among = f"{scored} queries"
-        if self.label_filter:  # count the labelled queries, not the whole split
-            labelled = sum(1 for q, j in qrels.items() if any(g > 0 for g in j.values())
-                           and self.label_filter in self.tags.get(q, ()))
-            among = f"the {labelled} {'query' if labelled == 1 else 'queries'} labelled '{self.label_filter}'"
-        summary = (f"{run}: {len(self.failures)} of {among} have no relevant doc in the "
-                   f"top {self.threshold} (ranking depth {depth})")
-        if self.text_filter:
-            summary += f" · filter '{self.text_filter}'"
-        n_over = sum(len(v) for v in self.notes.overlay.values())
-        if self.corrected:
-            summary += f" · corrected judgments (+{n_over} by hand)"
-        elif n_over:
-            summary += f" · +{n_over} by hand (c applies)"
-        if self.run_id is None:
-            summary = "no finished run for this project and split: evaluate a model (Jobs, e)"
+        summary = failures_summary(self.run_id, len(self.failures), qrels, self.tags, self.threshold,
+                                   self.run_view.depth, label_filter=self.label_filter,
+                                   text_filter=self.text_filter, corrected=self.corrected,
+                                   by_hand=sum(len(v) for v in self.notes.overlay.values()))
         self.query_one("#failures-summary", Static).update(Text(summary))
         if previous is not None and previous.query_id in table.rows:
             table.move_cursor(row=table.get_row_index(previous.query_id))
@@ -292,30 +271,20 @@ class FailuresPane(Pane):
         thread), so a reactive changing meanwhile cannot mix two states."""
         store = self.store
         assert store is not None
-        other = store.run_rankings(compare_run, query_id).get(query_id, []) if compare_run else []
-        ids = [d for d, g in judged.items() if g > 0]
-        ids += [d for d, _ in ranking[:MAX_ABOVE]] + [d for d, _ in other[:MAX_ABOVE]]
-        docs = store.documents(project, list(dict.fromkeys(ids)))
-        detail = failure_detail(query_id, text, ranking, judged, docs, MAX_ABOVE)
-        compare = None
-        if compare_run:
-            compare = failure_detail(query_id, text, other, judged, docs, MAX_ABOVE)
-            compare = FailureDetail(compare.query_id, compare.text, compare.relevant,
-                                    tuple(RankedDoc(d, i, s, *docs.get(d, ("", "")), judged.get(d, 0))
-                                          for i, (d, s) in enumerate(other[:MAX_ABOVE], 1)),
-                                    compare.depth)
-        self.post_message(self.DetailLoaded(detail, compare, compare_run))
+        self.post_message(self.DetailLoaded(load_failure_view(
+            store, project, query_id, text, ranking, judged, compare_run=compare_run)))
 
     @on(DetailLoaded)
     def show_detail(self, message: DetailLoaded) -> None:
-        self.detail = message.detail
-        self.compare_detail = message.compare
+        view = message.view
+        self.detail = view.detail
+        self.compare_detail = view.compare
         self.query_one("#detail-text", Static).update(
-            render_detail(message.detail, self.notes.annotations, self.notes.hand_marked))
-        if message.compare is not None:
-            run = next((r for r in self.runs() if r.id == message.compare_run), None)
-            name = f"#{message.compare_run} {run.model_name if run else ''}"
-            self.query_one("#compare-text", Static).update(render_compare(message.compare, name))
+            render_detail(view.detail, self.notes.annotations, self.notes.hand_marked))
+        if view.compare is not None:
+            run = next((r for r in self.runs() if r.id == view.compare_run), None)
+            name = f"#{view.compare_run} {run.model_name if run else ''}"
+            self.query_one("#compare-text", Static).update(render_compare(view.compare, name))
         else:
             self.query_one("#compare-text", Static).update("")
 
@@ -385,7 +354,7 @@ class FailuresPane(Pane):
         return targets
 
     def action_annotate(self) -> None:
-        from embtui.store.annotations import BUILTIN_LABELS
+        from embtui.api.judgments import BUILTIN_LABELS
         from embtui.tui.screens.annotate import AnnotateScreen
 
         detail, project = self.detail, self.context.project
@@ -406,13 +375,14 @@ class FailuresPane(Pane):
     @work(thread=True, group="annotate", exit_on_error=False, description="save an annotation")
     def save_annotation(self, project: str, split: str, query_id: str, result: Any,
                         run_id: int | None) -> None:
+        from embtui.api.judgments import add_tag
         from embtui.errors import EmbtuiError
 
         store = self.store
         assert store is not None
         try:
-            ann = store.annotations.add(project, query_id, result.label, doc_id=result.doc_id,
-                                        note=result.note, run_id=run_id)
+            ann = add_tag(store, project, query_id, result.label, doc_id=result.doc_id,
+                          note=result.note, run_id=run_id)
         except EmbtuiError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
@@ -443,7 +413,7 @@ class FailuresPane(Pane):
     @work(thread=True, group="annotate", exit_on_error=False, description="judge a document")
     def toggle_relevant(self, project: str, split: str, run_id: int, query_id: str, doc_id: str,
                         marked: bool) -> None:
-        from embtui.engine.compare import mark_relevant, unmark_relevant
+        from embtui.api.judgments import mark_relevant, unmark_relevant
         from embtui.errors import EmbtuiError
 
         store = self.store

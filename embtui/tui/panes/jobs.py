@@ -222,7 +222,7 @@ class JobsPane(Pane):
           description="start evaluations")
     def submit(self, project: str, split: str, models: tuple[str, ...], force: bool = False) -> None:
         from embtui.api.evaluations import plan_evaluation, submit_jobs
-        from embtui.engine.runs import identical_note
+        from embtui.api.runs import identical_note
         from embtui.errors import EmbtuiError
 
         store = self.store
@@ -264,7 +264,7 @@ class JobsPane(Pane):
 
     @work(thread=True, group="jobs-control", exit_on_error=False, description="control a job")
     def job_call(self, func: str, job_id: str) -> None:
-        import embtui.jobs as jobs
+        import embtui.api.jobs as jobs
         from embtui.errors import EmbtuiError
 
         store = self.store

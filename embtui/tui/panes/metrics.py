@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Label, Select, Static
 from embtui.tui.actions import bindings
 from embtui.analysis.metrics_table import (INFO_COLUMNS, Column, export_table, ks_of,
                                            metric_columns, run_row, sort_rows)
+from embtui.api.views import CorrectedView, SignificanceView, load_corrected_view, load_significance_view
 from embtui.tui.panes.base import Pane, focus_now
 from embtui.tui.widgets.progress_text import rate, size
 from embtui.tui.widgets.run_card import RunCard
@@ -46,18 +47,16 @@ class MetricsPane(Pane):
     """Show metrics on the imported qrels plus the hand-made overlay."""
 
     class CorrectedLoaded(Message, bubble=False):
-        def __init__(self, key: tuple[Any, ...], values: dict[int, dict[str, float]], overlay: int) -> None:
+        def __init__(self, key: tuple[Any, ...], view: CorrectedView) -> None:
             super().__init__()
             self.key = key
-            self.values = values
-            self.overlay = overlay
+            self.view = view
 
     class SignificanceLoaded(Message, bubble=False):
-        def __init__(self, key: tuple[Any, ...], marks: dict[tuple[int, str], str], error: str = "") -> None:
+        def __init__(self, key: tuple[Any, ...], view: SignificanceView) -> None:
             super().__init__()
             self.key = key
-            self.marks = marks
-            self.error = error
+            self.view = view
 
     class DeltasLoaded(Message, bubble=False):
         def __init__(self, comparison: Any, run_id: int) -> None:
@@ -222,46 +221,29 @@ class MetricsPane(Pane):
     @work(thread=True, exclusive=True, group="metrics-corrected", exit_on_error=False,
           description="re-score runs on corrected judgments")
     def load_corrected(self, key: tuple[Any, ...], run_ids: list[int]) -> None:
-        from embtui.engine.compare import corrected_metrics
-
-        store = self.store
-        assert store is not None
-        values = {rid: corrected_metrics(store, rid) for rid in run_ids}
-        overlay = sum(len(v) for v in store.annotations.overlay(key[0], key[1]).values())
-        self.post_message(self.CorrectedLoaded(key, values, overlay))
+        assert self.store is not None
+        self.post_message(self.CorrectedLoaded(key, load_corrected_view(self.store, key[0], key[1], run_ids)))
 
     @on(CorrectedLoaded)
     def show_corrected(self, message: CorrectedLoaded) -> None:
-        self.corrected_values, self.corrected_key = message.values, message.key
-        self.overlay_count = message.overlay
+        self.corrected_values, self.corrected_key = dict(message.view.values), message.key
+        self.overlay_count = message.view.overlay
         self.show_table()
 
     @work(thread=True, exclusive=True, group="metrics-significance", exit_on_error=False,
           description="paired significance tests")
     def load_significance(self, key: tuple[Any, ...], run_ids: list[int], metrics: list[str],
                           corrected: bool) -> None:
-        from embtui.engine.compare import compare_metrics
-
-        store = self.store
-        assert store is not None
-        marks: dict[tuple[int, str], str] = {}
-        try:
-            comps = compare_metrics(store, run_ids, metrics, baseline=run_ids[0], qrels_overlay=corrected,
-                                    tests=("permutation",))
-        except Exception as exc:  # noqa: BLE001 - shown in the note, never a crash or an endless "testing"
-            self.post_message(self.SignificanceLoaded(key, {}, str(exc)))
-            return
-        for metric, comp in comps.items():
-            for test in comp.tests:
-                if test.marker:
-                    marks[(test.run_id, metric)] = test.marker
-        self.post_message(self.SignificanceLoaded(key, marks))
+        assert self.store is not None
+        self.post_message(self.SignificanceLoaded(key, load_significance_view(self.store, run_ids, metrics,
+                                                                              corrected)))
 
     @on(SignificanceLoaded)
     def show_significance(self, message: SignificanceLoaded) -> None:
         if message.key != self._marks_key():
             return
-        self.marks, self.marks_key, self.marks_error = message.marks, message.key, message.error
+        self.marks, self.marks_key = dict(message.view.marks), message.key
+        self.marks_error = message.view.error
         self.show_table()
 
     @staticmethod
@@ -395,7 +377,7 @@ class MetricsPane(Pane):
     @work(thread=True, exclusive=True, group="metrics-deltas", exit_on_error=False,
           description="per-query deltas and paired tests")
     def load_deltas(self, baseline: int, run_id: int, metric: str, corrected: bool) -> None:
-        from embtui.engine.compare import compare_runs
+        from embtui.api.compare import compare_runs
         from embtui.errors import EmbtuiError
 
         store = self.store

@@ -226,7 +226,7 @@ class ModelsPane(Pane):
 
     def edited_spec(self) -> dict[str, Any]:
         """The spec under edit with the form's values, validated (raises EmbtuiError)."""
-        from embtui.engine.models import ModelSpec
+        from embtui.api.models import ModelSpec
 
         assert self.data is not None and self.editing is not None
         spec = dict(self.data.spec_dict(self.editing) or {"model": self.editing})
@@ -264,7 +264,7 @@ class ModelsPane(Pane):
     @on(Input.Submitted, "#add-name")
     @on(Button.Pressed, "#add-button")
     def add_entered(self) -> None:
-        from embtui.engine.models import ModelSpec
+        from embtui.api.models import ModelSpec
         from embtui.errors import EmbtuiError
 
         model = self.query_one("#add-model", Input).value.strip()
@@ -288,7 +288,7 @@ class ModelsPane(Pane):
     @work(thread=True, exclusive=True, group="save-spec", exit_on_error=False,
           description="save a model spec")
     def save_spec(self, name: str, spec: dict[str, Any], added: bool = False) -> None:
-        from embtui.engine.models import ModelSpec, check_model_name, resolve_source
+        from embtui.api.models import ModelSpec, check_model_name, resolve_source
         from embtui.errors import EmbtuiError
 
         store = self.store
@@ -325,7 +325,7 @@ class ModelsPane(Pane):
     def list_devices(self) -> None:
         lister: Callable[[], list[Any]] | None = getattr(self.app, "device_lister", None)
         if lister is None:
-            from embtui.engine.devices import list_devices as lister
+            from embtui.api.models import list_devices as lister
         try:
             devices = tuple(lister())
         except Exception as exc:  # noqa: BLE001 - shown in the table's place

@@ -112,7 +112,7 @@ class ProjectPane(Pane):
     def detect_kind(self, event: Input.Changed) -> None:
         """Set the kind from what the path is (a folder with corpus.jsonl, a pairs file) and say
         so; while the path names nothing yet, list what it could complete to."""
-        from embtui.data.detect import detect_import_kind
+        from embtui.api.projects import detect_import_kind
 
         found = detect_import_kind(event.value)
         note = self.query_one("#import-detected", Static)
@@ -164,7 +164,7 @@ class ProjectPane(Pane):
         focus_now(self.query_one("#import-path", Input))
 
     def action_load_demo(self) -> None:
-        from embtui.engine.demo import DEMO_PATH, DEMO_PROJECT
+        from embtui.api.projects import DEMO_PATH, DEMO_PROJECT
 
         self.import_dataset("beir", str(DEMO_PATH), DEMO_PROJECT, "train", False)
 
@@ -182,11 +182,11 @@ class ProjectPane(Pane):
         assert store is not None
         try:
             if kind == "beir":
-                from embtui.data.beir import import_beir
+                from embtui.api.projects import import_beir
 
                 report: Any = import_beir(store, Path(path).expanduser(), name, replace=replace)
             else:
-                from embtui.data.pairs import import_pairs
+                from embtui.api.projects import import_pairs
 
                 report = import_pairs(store, Path(path).expanduser(), name, replace=replace,
                                       split=split)

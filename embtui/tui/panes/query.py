@@ -235,8 +235,8 @@ class QueryPane(LiveColumns, Pane):
         """The LiveSearcher for a model on the current project (made once, kept while valid).
 
         Made on the UI thread (cheap: it reads nothing until ``prepare``), used in workers."""
-        from embtui.engine.live import LiveSearcher
-        from embtui.engine.models import ModelSpec
+        from embtui.api.live import LiveSearcher
+        from embtui.api.models import ModelSpec
 
         data = self.data
         project = self.context.project
@@ -256,7 +256,7 @@ class QueryPane(LiveColumns, Pane):
 
         A model lacking some documents searches those cached (a job encodes the rest) or encodes
         them on demand first (see LiveColumns)."""
-        from embtui.engine.live import NotEvaluated
+        from embtui.api.live import NotEvaluated
         from embtui.errors import EmbtuiError
 
         worker = get_current_worker()

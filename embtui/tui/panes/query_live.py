@@ -10,7 +10,7 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.worker import Worker, get_current_worker
 
-from embtui.engine.progress import CancelToken
+from embtui.api.live import CancelToken
 
 PARTIAL_REFRESH_S = 1.0  # how often a column searching part of the corpus looks for new chunks
 _NEW = object()  # a partial column not refreshed yet
@@ -91,7 +91,7 @@ class LiveColumns:
     def partial_note(self, searcher: Any, model: str, seq: int) -> str | None:
         """For a searcher lacking some documents: the note for its column's status line when the
         cached part is to be searched now, or None when the column shows a state instead."""
-        from embtui.engine.live import on_demand_max_docs
+        from embtui.api.live import on_demand_max_docs
 
         post = self.post_message  # type: ignore[attr-defined]
         state_msg = self.ModelState  # type: ignore[attr-defined]

@@ -50,7 +50,7 @@ class JobLogScreen(ModalScreen[None]):
     @work(thread=True, exclusive=True, group="job-log", exit_on_error=False,
           description="read a job log")
     def read_log(self) -> None:
-        from embtui.jobs import job_log
+        from embtui.api.jobs import job_log
 
         try:
             text = job_log(self.workspace_root, self.job_id)

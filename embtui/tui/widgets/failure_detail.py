@@ -3,7 +3,7 @@ what was ranked above them, and another run's ranking beside it (rich renderable
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from rich.console import Group
 from rich.text import Text
@@ -67,3 +67,27 @@ def render_compare(detail: FailureDetail, name: str) -> Group:
         mark = "✓" if d.grade > 0 else " "
         parts.append(Text.assemble(f"{mark} #{d.rank:<3} {d.score:.4f}  ", (d.title or d.doc_id)))
     return Group(*parts)
+
+
+def failures_summary(run_id: int | None, n_failures: int, qrels: Mapping[str, Mapping[str, int]],
+                     tags: Mapping[str, Sequence[str]], threshold: int, depth: int, *,
+                     label_filter: str = "", text_filter: str = "", corrected: bool = False,
+                     by_hand: int = 0) -> str:
+    """The line above the failures table: how many of which queries fail, and what is applied."""
+    if run_id is None:
+        return "no finished run for this project and split: evaluate a model (Jobs, e)"
+    scored = sum(1 for j in qrels.values() if any(g > 0 for g in j.values()))
+    among = f"{scored} queries"
+    if label_filter:  # count the labelled queries, not the whole split
+        labelled = sum(1 for q, j in qrels.items() if any(g > 0 for g in j.values())
+                       and label_filter in tags.get(q, ()))
+        among = f"the {labelled} {'query' if labelled == 1 else 'queries'} labelled '{label_filter}'"
+    summary = (f"run #{run_id}: {n_failures} of {among} have no relevant doc in the "
+               f"top {threshold} (ranking depth {depth})")
+    if text_filter:
+        summary += f" · filter '{text_filter}'"
+    if corrected:
+        summary += f" · corrected judgments (+{by_hand} by hand)"
+    elif by_hand:
+        summary += f" · +{by_hand} by hand (c applies)"
+    return summary

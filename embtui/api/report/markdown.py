@@ -6,8 +6,8 @@ import json
 from typing import Sequence
 
 from embtui.analysis.stats import ALPHA, CONFIDENCE
-from embtui.engine.report.model import Report
-from embtui.engine.report.text import (fmt_value, query_rows, run_warnings, significance_rows, slice_findings,
+from embtui.api.report.model import Report
+from embtui.api.report.text import (fmt_value, query_rows, run_warnings, significance_rows, slice_findings,
                                        slice_rows, summary_rows, verdict_sentence)
 
 

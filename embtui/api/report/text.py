@@ -7,7 +7,7 @@ from typing import Sequence
 
 from embtui.analysis.comparison import SliceTable
 from embtui.analysis.stats import CONFIDENCE, TEST_NAMES
-from embtui.engine.report.model import SUMMARY_METRICS, QueryLine, Report
+from embtui.api.report.model import SUMMARY_METRICS, QueryLine, Report
 
 
 # ----------------------------------------------------------------------------- formatting helpers

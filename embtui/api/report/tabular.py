@@ -8,7 +8,7 @@ import json
 import math
 from typing import Any
 
-from embtui.engine.report.model import Report
+from embtui.api.report.model import Report
 
 
 # ----------------------------------------------------------------------------- CSV / JSON

@@ -9,8 +9,8 @@ from typing import Any, Sequence
 
 from embtui.analysis.comparison import QueryDelta
 from embtui.analysis.stats import ALPHA, CONFIDENCE
-from embtui.engine.report.model import Report
-from embtui.engine.report.text import (fmt_value, query_rows, run_warnings, short_text, significance_rows,
+from embtui.api.report.model import Report
+from embtui.api.report.text import (fmt_value, query_rows, run_warnings, short_text, significance_rows,
                                        slice_findings, slice_rows, summary_rows, verdict_sentence)
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from embtui.engine.report.html import delta_chart_svg, render_html
-from embtui.engine.report.markdown import render_markdown
-from embtui.engine.report.model import SUMMARY_METRICS, QueryLine, Report, RunConfig, build_report
-from embtui.engine.report.tabular import nan_to_none, render_csv, render_json
-from embtui.engine.report.text import fmt_p, fmt_signed, fmt_value, run_warnings
+from embtui.api.report.html import delta_chart_svg, render_html
+from embtui.api.report.markdown import render_markdown
+from embtui.api.report.model import SUMMARY_METRICS, QueryLine, Report, RunConfig, build_report
+from embtui.api.report.tabular import nan_to_none, render_csv, render_json
+from embtui.api.report.text import fmt_p, fmt_signed, fmt_value, run_warnings
 from embtui.errors import EmbtuiError
 
 __all__ = ["FORMATS", "RENDERERS", "SUMMARY_METRICS", "QueryLine", "Report", "RunConfig",
