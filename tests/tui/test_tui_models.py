@@ -170,3 +170,38 @@ async def test_bm25_shows_no_precision_batch_or_device(ws):
         table.move_cursor(row=table.get_row_index("tiny"))
         await pilot.pause()
         assert not pane.query_one("#edit-precision").disabled
+
+
+async def test_build_a_pipeline_from_the_keyboard(ws):
+    from embtui.tui.screens.pipeline import PipelineScreen
+
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False, device_lister=fixed_devices)
+    async with app.run_test(size=(140, 48)) as pilot:
+        pane = await open_models(pilot)
+        await pilot.press("p")
+        await settle(pilot)
+        assert isinstance(app.screen, PipelineScreen)
+        # a wrong form (two first stages, no fusion) comes back with the reason, nothing saved
+        await pilot.press(*"hyb", "tab", *"bm25, tiny", "ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, PipelineScreen)
+        assert "need a fusion" in str(app.screen.query_one("#pipeline-error").render())
+        assert app.store.get_model("hyb") is None
+        assert app.screen.query_one("#pipeline-retrieve").value == "bm25, tiny"  # kept as typed
+        await pilot.press("tab", "tab", *"rrf:30", "ctrl+s")
+        await settle(pilot)
+        assert not isinstance(app.screen, PipelineScreen)
+        spec = app.store.get_model("hyb")
+        assert spec is not None and spec["pipeline"]["fuse"] == "rrf" and spec["pipeline"]["rrf_k"] == 30
+        assert [s["name"] for s in spec["pipeline"]["retrieve"]] == ["bm25", "tiny"]
+        assert "hyb" in app.context.models  # selected for Jobs/Query at once
+        assert "pipeline: rrf(k=30)[bm25, tiny]" in screen_text(app)
+
+
+async def test_a_pipeline_form_escape_saves_nothing(ws):
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False, device_lister=fixed_devices)
+    async with app.run_test(size=(140, 48)) as pilot:
+        await open_models(pilot)
+        await pilot.press("p", *"x", "tab", *"bm25", "escape")
+        await settle(pilot)
+        assert app.store.get_model("x") is None

@@ -5,8 +5,10 @@ retriever of a model spec and holds no kind-specific branch.
 
 Implementations: :class:`~embtui.engine.retrievers.dense.DenseRetriever` (a sentence-transformers
 model: encode through the cache, then exact or HNSW search) and
-:class:`~embtui.engine.retrievers.lexical.LexicalRetriever` (BM25). A new kind (a fused pair, a
-reranking cascade, a quantised index) is a new implementation registered in ``RETRIEVERS``.
+:class:`~embtui.engine.retrievers.lexical.LexicalRetriever` (BM25) and
+:class:`~embtui.engine.retrievers.pipeline.PipelineRetriever` (first stages, fusion, rerankers,
+each stage through the retrievers above). A new kind is a new implementation registered in
+``RETRIEVERS``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ if TYPE_CHECKING:
     from embtui.engine.models import ModelSpec
 
 __all__ = ["RETRIEVERS", "Retrieval", "RetrievalContext", "Retriever", "retriever_for"]
+
+
+def _pipeline(spec: "ModelSpec") -> Retriever | None:
+    if not spec.is_pipeline:
+        return None
+    from embtui.engine.retrievers.pipeline import PipelineRetriever
+
+    return PipelineRetriever(spec, retriever_for)  # its stages come from this registry
 
 
 def _lexical(spec: "ModelSpec") -> Retriever | None:
@@ -36,7 +46,7 @@ def _dense(spec: "ModelSpec") -> Retriever | None:
 
 
 # Tried in order; the first that accepts the spec serves it (dense takes anything left).
-RETRIEVERS: list[Callable[["ModelSpec"], Retriever | None]] = [_lexical, _dense]
+RETRIEVERS: list[Callable[["ModelSpec"], Retriever | None]] = [_pipeline, _lexical, _dense]
 
 
 def retriever_for(spec: "ModelSpec") -> Retriever:

@@ -55,6 +55,15 @@ def short_source(model: str) -> str:
     return model
 
 
+def _source(spec: dict[str, Any], name: str) -> str:
+    """The model column: a pipeline's stages in one line, else the model's source."""
+    if spec.get("pipeline") is not None:
+        from embtui.api.pipelines import Pipeline
+
+        return "pipeline: " + Pipeline.from_dict(spec["pipeline"]).describe()
+    return short_source(str(spec.get("model", name)))
+
+
 def _gib(n: int | None) -> str:
     return "?" if n is None else f"{n / 2**30:.1f}"
 
@@ -89,11 +98,12 @@ class ModelsPane(Pane):
             self.error = error
 
     class SpecSaved(Message, bubble=False):
-        def __init__(self, name: str, error: str | None, added: bool = False) -> None:
+        def __init__(self, name: str, error: str | None, added: bool = False, pipeline: Any = None) -> None:
             super().__init__()
             self.name = name
             self.error = error
             self.added = added
+            self.pipeline = pipeline  # the pipeline form that failed (reopened with the error)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -162,12 +172,12 @@ class ModelsPane(Pane):
             spec = data.spec_dict(name) or {"model": name}
             dim = next((r.info.get("embedding_dim") for r in reversed(data.runs)
                         if r.model_name == name and r.info.get("embedding_dim")), None)
-            lexical = str(spec.get("model", name)).lower() == "bm25"  # no precision/batch/device
+            lexical = str(spec.get("model", name)).lower() in ("bm25", "pipeline")  # no precision/batch/device
             runtime = ([Text("–", style="dim")] * 4 if lexical else
                        [spec.get("device", "auto"), spec.get("precision", "fp32"),
                         str(spec.get("batch_size", "")), str(spec.get("max_seq_length") or "")])
             table.add_row(Text("[x]" if name in self.context.models else "[ ]"), Text(name),
-                          Text(short_source(str(spec.get("model", name))), overflow="ellipsis"),
+                          Text(_source(spec, name), overflow="ellipsis"),
                           *runtime, str(dim or spec.get("truncate_dim") or ""), key=name)
         if table.row_count:
             table.move_cursor(row=min(max(cursor, 0), table.row_count - 1))
@@ -257,6 +267,31 @@ class ModelsPane(Pane):
         area.update(Text(message))
         area.set_class(bool(message), "-shown")
 
+    def action_new_pipeline(self) -> None:
+        from embtui.tui.screens.pipeline import PipelineScreen
+
+        self.app.push_screen(PipelineScreen(), self._pipeline_entered)
+
+    def _pipeline_entered(self, form: Any) -> None:
+        if form is not None:
+            self.save_pipeline(form)
+
+    @work(thread=True, exclusive=True, group="save-spec", exit_on_error=False, description="save a pipeline")
+    def save_pipeline(self, form: Any) -> None:
+        """Validate and save through the use-case layer; an error reopens the form with it."""
+        from embtui.api.pipelines import make_pipeline
+        from embtui.errors import EmbtuiError
+
+        assert self.store is not None
+        try:
+            make_pipeline(self.store, form.name, form.retrieve, fuse=form.fuse, depth=form.depth,
+                          rerank=form.rerank, rerank_depth=[form.rerank_depth] * len(form.rerank)
+                          if form.rerank_depth else ())
+        except EmbtuiError as exc:
+            self.post_message(self.SpecSaved(form.name, str(exc), added=True, pipeline=form))
+            return
+        self.post_message(self.SpecSaved(form.name, None, added=True))
+
     def action_add_model(self) -> None:
         focus_now(self.query_one("#add-model", Input))
 
@@ -306,6 +341,12 @@ class ModelsPane(Pane):
 
     @on(SpecSaved)
     def spec_saved(self, message: SpecSaved) -> None:
+        if message.error is not None and message.pipeline is not None:
+            from embtui.tui.screens.pipeline import PipelineScreen
+
+            screen = PipelineScreen(message.pipeline, message.error)
+            self.app.push_screen(screen, self._pipeline_entered)
+            return
         if message.error is not None:
             self.show_spec_error(message.error)
             return
