@@ -154,3 +154,19 @@ def test_quantised_search_refuses_hnsw(demo_store, tiny_model: Path) -> None:
     with pytest.raises(EmbtuiError, match="quantised \\(binary\\) search is exact"):
         run_inline(plan_evaluation(demo_store, "demo", [str(tiny_model)], split="test", device="cpu",
                                    index="hnsw", overrides={"quantize": "binary"}))
+
+
+@pytest.mark.parametrize("overrides", [{"truncate_dim": 16}, {"quantize": "binary"},
+                                       {"quantize": "int8", "rescore": 4, "truncate_dim": 24}])
+def test_live_search_ranks_as_the_cheaper_run_did(demo_store, tiny_model: Path, overrides) -> None:
+    from embtui.api.live import LiveSearcher
+
+    store = demo_store
+    [o] = run_inline(plan_evaluation(store, "demo", [str(tiny_model)], split="test", device="cpu",
+                                     overrides=overrides))
+    searcher = LiveSearcher(store, "demo", ModelSpec.from_dict(o.run.model_spec), device="cpu")
+    queries = store.queries("demo", "test")
+    stored = store.run_rankings(o.run.id)
+    for qid in list(queries)[:15]:
+        hits = searcher.search(queries[qid], 10)
+        assert [h.doc_id for h in hits] == [d for d, _ in stored[qid][:10]], qid

@@ -43,6 +43,9 @@ def on_demand_max_docs() -> int:
         return ON_DEMAND_MAX_DOCS
 
 
+QUANTIZED_LIVE_DEPTH = 100  # the depth a default evaluation searches (its largest k)
+
+
 @dataclass(frozen=True)
 class Hit:
     """One ranked document for a query."""
@@ -113,6 +116,7 @@ class LiveSearcher:
         self._tie: np.ndarray | None = None
         self._encoder: "Encoder | None" = None
         self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._codes: tuple[np.ndarray, Any] | None = None  # (the vectors they were made of, QuantizedCorpus)
         self.metric = "cos" if not spec.normalize else "ip"  # as evaluate.py scores
 
     # -- loading ----------------------------------------------------------------------------
@@ -250,8 +254,13 @@ class DenseLiveSearcher(LiveSearcher):
         else:
             rows = np.nonzero(present)[0]
             docs = cache.gather([self._hashes[i] for i in rows]) if have else None
-        if rows is None and docs is not None:
+        if docs is not None:  # the run's view of the vectors: truncated (and its codes, lazily)
+            from embtui.engine.encode import truncate
+
+            docs = truncate(docs, self.spec)
+        if rows is None and docs is not None and self.spec.quantize is None:
             self._ann = self._saved_index(len(self._hashes), int(docs.shape[1]))
+        self._codes = None
         self._view = (rows, docs)
         self._chunks, self.cached_docs = chunks, have
         return True
@@ -338,7 +347,9 @@ class DenseLiveSearcher(LiveSearcher):
         h = text_hash(text)
         if h not in cache.index():
             return None
-        return cache.gather([h])[0]
+        from embtui.engine.encode import truncate
+
+        return truncate(cache.gather([h]), self.spec)[0]
 
     def encode_query(self, text: str) -> np.ndarray:
         """The query vector: from memory, from the query cache, else from the model."""
@@ -356,18 +367,41 @@ class DenseLiveSearcher(LiveSearcher):
                 out = model.encode([text], prompt=prompt, prompt_name=prompt_name,
                                    convert_to_numpy=True, normalize_embeddings=self.spec.normalize,
                                    show_progress_bar=False)
-            vec = np.asarray(out, dtype=np.float32)[0]
+            from embtui.engine.encode import truncate
+
+            vec = truncate(np.asarray(out, dtype=np.float32), self.spec)[0]
         self._memo[text] = vec
         while len(self._memo) > _QUERY_MEMO:
             self._memo.popitem(last=False)
         return vec
+
+    def _unit(self, x: np.ndarray) -> np.ndarray:
+        """As the dense retriever quantises: unit vectors (already so when the spec normalises)."""
+        if self.spec.normalize:
+            return x
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
     def _rank(self, text: str, k: int) -> list[tuple[int, float]]:
         rows, docs = self._view
         if docs is None or not len(docs):
             return []
         q = self.encode_query(text)[None, :]
-        if self._ann is not None and rows is None:
+        if self.spec.quantize is not None:  # the run's int8/binary codes (and rescoring)
+            from embtui.engine.quantized import quantize_corpus, quantized_search
+
+            codes = self._codes
+            if codes is None or codes[0] is not docs:
+                codes = self._codes = (docs, quantize_corpus(self._unit(docs), self.spec.quantize))
+            tie = self._tie if rows is None else self._tie[rows]
+            # rescoring takes depth x multiplier candidates: search the depth an evaluation does,
+            # so a live query ranks as the run did, then keep k
+            depth = min(max(k, QUANTIZED_LIVE_DEPTH), len(docs))
+            idx, scores = quantized_search(self._unit(q), codes[1], depth, rescore=self.spec.rescore,
+                                           tie_order=tie)
+            idx, scores = idx[:, :k], scores[:, :k]
+            if rows is not None:
+                idx = np.where(idx >= 0, rows[np.clip(idx, 0, None)], -1)
+        elif self._ann is not None and rows is None:
             idx, scores = self._ann.search(q, k, tie_order=self._tie)
         else:
             from embtui.engine.search import exact_search
