@@ -30,6 +30,11 @@ class BM25Retriever:
         meter.finish()
         self.n_docs = len(texts)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the index's score matrix (CSC data, indices, pointers): its memory per corpus."""
+        return int(sum(getattr(v, "nbytes", 0) for v in self.index.scores.values()))
+
     def scores(self, query: str) -> np.ndarray:
         import bm25s
 

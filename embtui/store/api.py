@@ -14,6 +14,7 @@ import pyarrow as pa
 from embtui.errors import EmbtuiError, NotFound
 from embtui.store.db import Workspace
 from embtui.store.inflight import refuse_while_jobs_run
+from embtui.store.profiles import ProfilesRepo
 from embtui.store.runs import RunsRepo, _arrow, _loads
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def check_project_name(name: Any) -> str:
     return name
 
 
-class Store(RunsRepo):
+class Store(RunsRepo, ProfilesRepo):
     """All reads and writes of one workspace. Every method is one short DB session. The runs
     table family (runs, metrics, per-query metrics, rankings) lives in store/runs.py."""
 

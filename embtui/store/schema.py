@@ -149,6 +149,21 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (project, split, query_id, doc_id)
         )""",
     ],
+    # 4: profiles — what a model costs on this machine (latency, throughput, memory), measured on a
+    #    project's texts; one per (project, model, device, precision), the latest kept. Keyed by
+    #    project NAME like annotations, so a re-imported project keeps its profiles.
+    [
+        """CREATE TABLE IF NOT EXISTS profiles (
+            project VARCHAR NOT NULL,
+            model_name VARCHAR NOT NULL,
+            device VARCHAR NOT NULL,
+            precision VARCHAR NOT NULL,
+            model_spec VARCHAR NOT NULL,
+            result VARCHAR NOT NULL,
+            created_at TIMESTAMP DEFAULT current_timestamp,
+            PRIMARY KEY (project, model_name, device, precision)
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
