@@ -33,7 +33,8 @@ def encode_table(device: str, rounds: int) -> None:
     import torch
 
     from embtui.engine.encode import Encoder
-    from embtui.engine.models import ModelSpec, load_model
+    from embtui.engine.loading import load_model
+    from embtui.engine.models import ModelSpec
 
     texts = scifact_corpus_texts()
     print(f"## Encode: {len(texts)} SciFact documents, batch {BATCH}, {device} "

@@ -70,7 +70,7 @@ def test_profile_refuses_pipelines_and_unknown_models(demo_store) -> None:
 
 def test_cli_profile_json_with_a_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from embtui.cli.main import main
-    from embtui.cli.profile import parse_count
+    from embtui.api.profiles import parse_count
     from tests.conftest import DEMO
 
     assert [parse_count(x) for x in ("10M", "500k", "2.5m", "1200")] == [10**7, 500_000, 2_500_000, 1200]

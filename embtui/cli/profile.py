@@ -8,24 +8,10 @@ import sys
 from typing import Any
 
 from embtui.cli.output import open_store, print_json, table
-from embtui.errors import EmbtuiError
-
-
-def parse_count(text: str) -> int:
-    """``10M``, ``500k``, ``2.5M`` or a plain number of documents."""
-    raw = text.strip().lower().replace("_", "").replace(",", "")
-    scale = {"k": 10**3, "m": 10**6, "b": 10**9}.get(raw[-1:], 1)
-    try:
-        value = float(raw[:-1] if scale > 1 else raw) * scale
-    except ValueError:
-        raise EmbtuiError(f"--docs '{text}' is not a number of documents", "e.g. --docs 10M") from None
-    if value < 1:
-        raise EmbtuiError(f"--docs {text}: at least one document")
-    return int(value)
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from embtui.api.profiles import run_profile
+    from embtui.api.profiles import parse_count, run_profile
 
     from embtui.cli.models import spec_overrides
 
@@ -33,7 +19,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     store = open_store(args, create=False)
     say = (lambda msg: print(f"… {msg}", file=sys.stderr)) if sys.stderr.isatty() and not args.json else None
     prof = run_profile(store, args.project, args.model, device=args.device, overrides=spec_overrides(args),
-                       progress=say, n_queries=args.queries)
+                       progress=say, n_queries=args.queries, max_docs=args.max_docs)
     cost = prof.cost(n_docs) if n_docs else None
     if args.json:
         print_json({"profile": prof.to_dict(), "cost": cost})
@@ -73,6 +59,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--model", required=True, help="saved spec name, hub id, local path or bm25")
     p.add_argument("--device")
     p.add_argument("--queries", type=int, default=200, help="single queries timed (after 10 warm-up ones)")
+    p.add_argument("--max-docs", type=int, metavar="N",
+                   help="profile on the first N documents (faster for big models; the cost model extrapolates)")
     p.add_argument("--docs", metavar="N", help="also estimate the cost at N documents, e.g. 10M")
     p.add_argument("--json", action="store_true")
     add_spec_options(p)

@@ -11,7 +11,8 @@ import numpy as np
 
 from embtui.engine.cache import EmbeddingCache, hash_texts
 from embtui.engine.devices import resolve_device
-from embtui.engine.models import ModelSpec, cache_key, fingerprint, load_model
+from embtui.engine.loading import load_model
+from embtui.engine.models import ModelSpec, cache_key, fingerprint
 from embtui.engine.progress import CancelToken, Meter, ProgressCallback
 from embtui.errors import EmbtuiError
 

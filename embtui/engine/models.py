@@ -6,7 +6,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import pickle
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -15,8 +14,6 @@ from typing import TYPE_CHECKING, Any
 from embtui.errors import EmbtuiError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sentence_transformers import SentenceTransformer
-
     from embtui.store import Store
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -404,55 +401,3 @@ def cache_key(spec: ModelSpec, fp: str, role: str) -> str:
         "truncate_dim": None, "normalize": spec.normalize,  # truncation cuts the cached full vectors
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
-
-
-def pickled_weights_error(spec: ModelSpec, source: str, local: bool) -> EmbtuiError:
-    """The one line for a ``pytorch_model.bin`` that holds more than plain tensors."""
-    files = sorted(Path(source).rglob("*.bin")) if local else []
-    name = str(files[0]) if len(files) == 1 else "pytorch_model.bin"
-    return EmbtuiError(
-        f"model '{spec.model}': its weights ({name}) are a pickle that holds more than tensors; "
-        "embtui loads only safetensors or weights_only checkpoints",
-        "if you trust its source, convert it once: python -c \"import torch; from safetensors.torch "
-        "import save_file; save_file(torch.load('pytorch_model.bin', weights_only=False), "
-        "'model.safetensors')\" in that folder, then remove the .bin")
-
-
-def load_model(spec: ModelSpec, device: str) -> "SentenceTransformer":
-    """Load a sentence-transformers model on a device with the spec's precision and length.
-
-    trust_remote_code stays off unless the spec opts in; local folders load with the hub offline.
-    """
-    source, local = resolve_source(spec)
-    if local:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-    try:
-        model = SentenceTransformer(
-            source,
-            device=device,
-            revision=None if local else spec.revision,
-            trust_remote_code=spec.trust_remote_code,
-            local_files_only=local,
-        )
-    except (OSError, ValueError) as exc:
-        raise EmbtuiError(f"could not load model '{spec.model}': {str(exc).splitlines()[0]}",
-                          "check the id or path; hub models need network the first time") from exc
-    except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) refused it: nothing ran
-        raise pickled_weights_error(spec, source, local) from None
-    if spec.max_seq_length is not None:
-        model.max_seq_length = spec.max_seq_length
-    if spec.precision == "fp16":
-        model.half()
-    elif spec.precision == "bf16":
-        import torch
-
-        model.to(torch.bfloat16)
-    return model

@@ -105,8 +105,9 @@ def _time_search(fn: Callable[[int], Any], n: int) -> float:
 def profile_model(store: "Store", project: str, spec: "ModelSpec", device: str | None = None, *,
                   n_queries: int = LATENCY_QUERIES, warmup: int = WARMUP,
                   batch_sizes: Sequence[int] = BATCH_SIZES, sample_docs: int = SAMPLE_DOCS,
-                  progress: Callable[[str], None] | None = None) -> Profile:
-    """Measure ``spec`` on ``project`` (its documents, and the texts of its queries)."""
+                  max_docs: int | None = None, progress: Callable[[str], None] | None = None) -> Profile:
+    """Measure ``spec`` on ``project`` (its documents — the first ``max_docs`` of them when given,
+    with the cost model extrapolating from there — and the texts of its queries)."""
     say = progress or (lambda _msg: None)
     if spec.is_pipeline:
         raise EmbtuiError(f"'{spec.name}' is a pipeline: profile its models one by one",
@@ -118,6 +119,10 @@ def profile_model(store: "Store", project: str, spec: "ModelSpec", device: str |
     if not queries:
         raise EmbtuiError(f"project '{project}' has no queries to time")
     texts = corpus.encode_texts()
+    if max_docs is not None:
+        if max_docs < 2:
+            raise EmbtuiError(f"--max-docs {max_docs}: profile on at least 2 documents")
+        texts = texts[:max_docs]
     timed = [queries[i % len(queries)] for i in range(warmup + n_queries)]
     if spec.is_bm25:
         return _profile_bm25(spec, texts, timed, warmup, say)

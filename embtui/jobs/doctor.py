@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from embtui.store.db import Workspace
 from embtui.store.jobs import JobStore

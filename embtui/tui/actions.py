@@ -89,6 +89,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("metrics", "c", "toggle_corrected", "Corrected",
                "Show metrics on the corrected judgments (qrels plus your marks) or the imported ones"),
     ActionSpec("metrics", "x", "export", "Export", "Write the table as CSV and Markdown"),
+    ActionSpec("metrics", "f", "frontier", "Frontier",
+               "Quality against p99 latency and memory, Pareto runs marked; best under constraints"),
     ActionSpec("metrics", "delete", "delete_run", "Delete run",
                "Delete the run under the cursor with its rankings and files (asks first)",
                key_display="del", show=False),

@@ -233,3 +233,39 @@ async def test_a_failed_run_is_deleted_from_the_sidebar(ws):
                         what=f"run #{failed} to leave the sidebar")
         await settle(pilot)
         assert failed not in {r.id for r in app.store.list_runs()}
+
+
+async def test_the_frontier_view_and_its_constraint_filter(ws):
+    from embtui.tui.screens.frontier import FrontierScreen
+
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False)
+    async with app.run_test(size=(150, 60)) as pilot:
+        await settle(pilot)
+        await pilot.press("escape", "2")
+        await settle(pilot)
+        runs = {r.model_name: r for r in app.store.list_runs(status="done")}
+        # a profile for bm25 only: the dense run shows without latency, bm25 on the frontier
+        from embtui.engine.profile import Profile
+
+        prof = Profile("bm25", "bm25", "cpu", "float32", 400, 0.3, 20.0,
+                       {"p50": 0.2, "p95": 0.3, "p99": 0.4, "mean": 0.2, "n": 10},
+                       {"exact": {"docs": 400, "ms": 0.2}}, {"index": 900.0})
+        app.store.save_profile("demo", "bm25", "cpu", "float32", {"model": "bm25"}, prof.to_dict())
+        await pilot.press("f")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, FrontierScreen)
+        body = str(screen.query_one("#frontier-body").render())
+        assert "p99 latency" in body and "bytes per document" in body
+        assert f"#{runs['bm25'].id} bm25" in body and "no profile (no latency) for: tiny" in body
+        assert screen.view.on_latency == frozenset({runs["bm25"].id})  # the only run with a latency
+        await pilot.press(*"1", "enter")  # p99 <= 1 ms: only bm25 qualifies
+        await settle(pilot)
+        answer = str(screen.query_one("#frontier-answer").render())
+        assert f"best: #{runs['bm25'].id} bm25" in answer and "the only run that meets" in answer
+        await pilot.press("tab", *"x", "enter")  # a bad number is refused in one line
+        await settle(pilot)
+        assert "'x' is not a number" in str(screen.query_one("#frontier-answer").render())
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not isinstance(app.screen, FrontierScreen)

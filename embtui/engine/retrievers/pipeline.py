@@ -205,7 +205,7 @@ def _cross_encoder_scores(ctx: RetrievalContext, spec: "ModelSpec", cand: np.nda
                           ) -> tuple[np.ndarray, str | None, str | None]:
     """The cross-encoder's score of every (query, candidate) pair, in batches, with progress."""
     from embtui.engine.models import fingerprint
-    from embtui.engine.rerankers import cross_encoder
+    from embtui.engine.loading import cross_encoder
 
     model, device = cross_encoder(spec, ctx.device)
     texts = ctx.corpus.encode_texts()

@@ -406,6 +406,15 @@ class MetricsPane(Pane):
             return
         confirm_delete_run(self, run)
 
+    def action_frontier(self) -> None:
+        from embtui.tui.screens.frontier import FrontierScreen
+
+        ctx = self.context
+        if self.store is None or ctx.project is None or ctx.split is None:
+            self.notify("open a project first", severity="warning")
+            return
+        self.app.push_screen(FrontierScreen(self.store, ctx.project, ctx.split))
+
     def action_export(self) -> None:
         if self.store is None or self.context.project is None:
             return

@@ -1,0 +1,93 @@
+"""Loading models safely: a sentence-transformers bi-encoder with the spec's precision and length,
+or a ``CrossEncoder`` reranker — ``trust_remote_code`` only when the spec opts in, local folders
+with the hub offline, pickled weights refused (``torch.load(weights_only=True)``) with one line
+that says what to do."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from embtui.engine.devices import resolve_device
+from embtui.engine.models import ModelSpec, resolve_source
+from embtui.errors import EmbtuiError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+
+def pickled_weights_error(spec: ModelSpec, source: str, local: bool) -> EmbtuiError:
+    """The one line for a ``pytorch_model.bin`` that holds more than plain tensors."""
+    files = sorted(Path(source).rglob("*.bin")) if local else []
+    name = str(files[0]) if len(files) == 1 else "pytorch_model.bin"
+    return EmbtuiError(
+        f"model '{spec.model}': its weights ({name}) are a pickle that holds more than tensors; "
+        "embtui loads only safetensors or weights_only checkpoints",
+        "if you trust its source, convert it once: python -c \"import torch; from safetensors.torch "
+        "import save_file; save_file(torch.load('pytorch_model.bin', weights_only=False), "
+        "'model.safetensors')\" in that folder, then remove the .bin")
+
+
+def load_model(spec: ModelSpec, device: str) -> "SentenceTransformer":
+    """Load a sentence-transformers model on a device with the spec's precision and length.
+
+    trust_remote_code stays off unless the spec opts in; local folders load with the hub offline.
+    """
+    source, local = resolve_source(spec)
+    if local:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+    try:
+        model = SentenceTransformer(
+            source,
+            device=device,
+            revision=None if local else spec.revision,
+            trust_remote_code=spec.trust_remote_code,
+            local_files_only=local,
+        )
+    except (OSError, ValueError) as exc:
+        raise EmbtuiError(f"could not load model '{spec.model}': {str(exc).splitlines()[0]}",
+                          "check the id or path; hub models need network the first time") from exc
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) refused it: nothing ran
+        raise pickled_weights_error(spec, source, local) from None
+    if spec.max_seq_length is not None:
+        model.max_seq_length = spec.max_seq_length
+    if spec.precision == "fp16":
+        model.half()
+    elif spec.precision == "bf16":
+        import torch
+
+        model.to(torch.bfloat16)
+    return model
+
+
+def cross_encoder(spec: ModelSpec, device: str | None) -> tuple[Any, str]:
+    """(the loaded CrossEncoder, the device it is on)."""
+    source, local = resolve_source(spec)
+    if local:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    used = resolve_device(device or spec.device)
+    from sentence_transformers import CrossEncoder
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    try:
+        model = CrossEncoder(source, device=used, trust_remote_code=spec.trust_remote_code,
+                             local_files_only=local, max_length=spec.max_seq_length,
+                             revision=None if local else spec.revision)
+    except (OSError, ValueError) as exc:
+        raise EmbtuiError(f"could not load cross-encoder '{spec.model}': {str(exc).splitlines()[0]}",
+                          "check the id or path; hub models need network the first time") from exc
+    except pickle.UnpicklingError:
+        raise pickled_weights_error(spec, source, local) from None
+    return model, used
