@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -259,35 +260,60 @@ def test_oom_backoff_is_remembered_per_model_and_device(tiny_model: Path, demo_s
     assert demo_store.get_run(info.run_id).status == "failed"
 
 
-def test_device_queue_and_cancel_release_device_and_keep_chunks(tiny_model: Path, demo_store: Store) -> None:
+def _big_project(store: Store, root: Path, copies: int = 5) -> int:
+    """The demo's documents ``copies`` times over (new ids, each text made unique) as project
+    'big', so an encode takes long enough for a cancel to land mid-way even on a busy machine.
+    Returns the number of documents."""
+    from embtui.data.beir import import_beir
+
+    src = store.corpus("demo")
+    folder = root / "big"
+    (folder / "qrels").mkdir(parents=True)
+    with (folder / "corpus.jsonl").open("w") as f:
+        for c in range(copies):
+            for i, (d, t, x) in enumerate(zip(src.ids, src.titles, src.texts)):
+                f.write(json.dumps({"_id": f"{d}-{c}", "title": t, "text": f"{x} (copy {c}.{i})"}) + "\n")
+    queries = store.queries("demo", "test")
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n"
+                                                  for q, t in queries.items()))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{q}\t{src.ids[0]}-0\t1\n" for q in queries))
+    import_beir(store, folder, "big")
+    return copies * len(src.ids)
+
+
+def test_device_queue_and_cancel_release_device_and_keep_chunks(tiny_model: Path, demo_store: Store,
+                                                                  tmp_path: Path) -> None:
     ws = demo_store.ws.root
-    first = submit_eval(ws, _req(tiny_model), chunk_texts=4)
-    second = submit_eval(ws, _req(tiny_model), chunk_texts=4)  # jobs start in submission order
+    n_docs = _big_project(demo_store, tmp_path)
+    req = replace(_req(tiny_model), project="big")
+    first = submit_eval(ws, req, chunk_texts=4)
+    second = submit_eval(ws, req, chunk_texts=4)  # jobs start in submission order
     _wait(lambda: _committed_chunks(ws) >= 5, what="first chunks", poll_s=0.002)
     a, b = get_job(ws, first), get_job(ws, second)
     assert a.state == "running" and a.device == "cpu"
     assert b.state == "queued"  # one CPU job at a time: the second waits for the slot
     _wait(lambda: get_job(ws, second, log_lines=0).stage == "waiting for cpu", timeout=30,
           what="second worker waiting")
+    cancel_job(ws, first)  # at once: the first job must still be encoding when the cancel lands
     # a second embtui session on the same workspace works alongside the workers and this one
     other = subprocess.run([sys.executable, "-m", "embtui", "--workspace", str(ws), "jobs", "--json"],
                            capture_output=True, text=True, timeout=60, cwd=REPO)
     assert other.returncode == 0, other.stderr
-    assert {j["id"]: j["state"] for j in json.loads(other.stdout)["jobs"]}[second] == "queued"
-
-    cancel_job(ws, first)
+    assert {j["id"]: j["state"] for j in json.loads(other.stdout)["jobs"]}[second] in ("queued", "running",
+                                                                                       "done")
     a = _finish(ws, first)
-    assert a.state == "cancelled"
+    assert a.state == "cancelled", job_log(ws, first)
     assert demo_store.get_run(a.run_id).status == "cancelled"
     kept = _committed_chunks(ws)
-    assert 5 <= kept < 125
+    assert 5 <= kept < (n_docs + 100) // 4
 
     b = _finish(ws, second)  # the released slot goes to the waiting job
     assert b.state == "done", job_log(ws, second)
     rows = {r.id: r for r in JobStore(demo_store.ws).list()}
     assert rows[second].started_at >= rows[first].finished_at
     encode_stats = demo_store.get_run(b.run_id).info["encode"]["documents"]
-    assert encode_stats["cached"] >= 5 * 4 - 4 and encode_stats["encoded"] < 400
+    assert encode_stats["cached"] >= 5 * 4 - 4 and encode_stats["encoded"] < n_docs
 
     # the cancelled job can be resumed later: it finishes its own run from the cache alone
     resume_job(ws, first)

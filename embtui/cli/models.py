@@ -93,7 +93,9 @@ def cmd_devices(args: argparse.Namespace) -> int:
 def add_spec_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model options (override the saved spec)")
     g.add_argument("--batch-size", type=int, help="texts per forward pass (default 32)")
-    g.add_argument("--precision", choices=["fp32", "fp16", "bf16"])
+    g.add_argument("--precision", choices=["fp32", "fp16", "bf16", "onnx", "onnx-int8"],
+                   help="fp16/bf16 on GPU or CPU; onnx and onnx-int8 (dynamic int8 weights) run the "
+                        "transformer in ONNX Runtime on the CPU")
     g.add_argument("--max-length", type=int, help="max_seq_length in tokens")
     g.add_argument("--query-prompt", help="text prepended to every query")
     g.add_argument("--doc-prompt", help="text prepended to every document")

@@ -79,6 +79,7 @@ class Encoder:
         self.batch_size = spec.batch_size
         self._fingerprint = fingerprint(spec, store)
         self._model: Any = None
+        self.load_warnings: list[str] = []  # a damaged ONNX export made again
 
     @property
     def fingerprint(self) -> str | None:
@@ -91,7 +92,11 @@ class Encoder:
     def model(self) -> Any:
         if self._model is None:
             self.device = resolve_device(self.requested_device)
-            self._model = load_model(self.spec, self.device)
+            if self.spec.precision.startswith("onnx"):  # its export lives beside the cache folder
+                self._model = load_model(self.spec, self.device, onnx_dir=self.cache_root.parent / "onnx",
+                                         warnings=self.load_warnings)
+            else:
+                self._model = load_model(self.spec, self.device)
             if self._fingerprint is None:  # a hub model just downloaded: now its commit is known
                 self._fingerprint = fingerprint(self.spec, self.store) or f"hf:{self.spec.model}@unknown"
         return self._model

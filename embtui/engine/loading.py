@@ -30,11 +30,19 @@ def pickled_weights_error(spec: ModelSpec, source: str, local: bool) -> EmbtuiEr
         "'model.safetensors')\" in that folder, then remove the .bin")
 
 
-def load_model(spec: ModelSpec, device: str) -> "SentenceTransformer":
+def load_model(spec: ModelSpec, device: str, onnx_dir: Path | None = None,
+               warnings: list[str] | None = None) -> "SentenceTransformer":
     """Load a sentence-transformers model on a device with the spec's precision and length.
 
     trust_remote_code stays off unless the spec opts in; local folders load with the hub offline.
+    Precisions ``onnx`` / ``onnx-int8`` run the transformer through ONNX Runtime on the CPU
+    (engine/onnx.py), exported into ``onnx_dir`` once (default ~/.cache/embtui/onnx).
     """
+    from embtui.engine.onnx import ONNX_PRECISIONS
+
+    if spec.precision in ONNX_PRECISIONS and not device.startswith("cpu"):
+        raise EmbtuiError(f"precision {spec.precision} runs on the CPU, not {device}",
+                          "pass --device cpu, or use fp16/bf16 on a GPU")
     source, local = resolve_source(spec)
     if local:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -67,6 +75,15 @@ def load_model(spec: ModelSpec, device: str) -> "SentenceTransformer":
         import torch
 
         model.to(torch.bfloat16)
+    elif spec.precision in ONNX_PRECISIONS:
+        import hashlib
+
+        from embtui.engine.models import fingerprint
+        from embtui.engine.onnx import use_onnx
+
+        key = hashlib.sha256(str(fingerprint(spec) or source).encode()).hexdigest()[:16]
+        folder = onnx_dir or Path.home() / ".cache" / "embtui" / "onnx"
+        model = use_onnx(model, spec.precision, folder, key, warnings)
     return model
 
 

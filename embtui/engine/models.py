@@ -16,7 +16,7 @@ from embtui.errors import EmbtuiError
 if TYPE_CHECKING:  # pragma: no cover
     from embtui.store import Store
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "onnx", "onnx-int8")
 BM25 = "bm25"
 PIPELINE = "pipeline"
 QUANTIZATIONS = ("int8", "binary")

@@ -48,8 +48,9 @@ class DenseRetriever:
         stages.end("encode_queries_s", t0)
         encoder.unload()
         ctx.info["encode"] = {"documents": doc_stats.to_dict(), "queries": q_stats.to_dict()}
-        if doc_stats.warnings or q_stats.warnings:  # damaged cache chunks, re-encoded
-            ctx.info.setdefault("warnings", []).extend(doc_stats.warnings + q_stats.warnings)
+        if doc_stats.warnings or q_stats.warnings or encoder.load_warnings:  # damaged chunks or export
+            ctx.info.setdefault("warnings", []).extend(
+                [*doc_stats.warnings, *q_stats.warnings, *encoder.load_warnings])
         ctx.info["embedding_dim"] = int(doc_vecs.shape[1])
         ctx.info["max_seq_length"] = effective_max_seq_length(self.spec)
         ctx.info["embedding_bytes"] = int(doc_vecs.nbytes)

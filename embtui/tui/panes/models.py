@@ -19,7 +19,7 @@ from embtui.tui.panes.base import Pane, focus_now
 from embtui.tui.widgets.path_suggester import complete_path
 
 DEVICE_REFRESH_S = 2.0
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "onnx", "onnx-int8")
 # spec field -> (label, input id, parse) for the free-text fields of the edit form
 TEXT_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("batch_size", "batch size", "int"),
