@@ -188,3 +188,32 @@ async def test_k_shows_more_hits_and_relevant_ones_below_are_named(ws):
         await settle(pilot)
         assert pane.top_k == 10 and len(tiny.hits) == 10
         assert sum(1 for r in tiny.query(HitRow) if r.display) == 10
+
+
+async def test_a_pipeline_answers_live_queries_beside_its_parts(ws):
+    from embtui.api.evaluations import plan_evaluation, run_inline
+    from embtui.api.pipelines import make_pipeline
+    from embtui.api.workspace import Store
+    from embtui.tui.messages import ModelToggled
+
+    store = Store.open(ws)
+    make_pipeline(store, "hybrid", ["bm25", "tiny"], fuse="rrf")
+    [run] = run_inline(plan_evaluation(store, "demo", ["hybrid"], split="test", device="cpu"))
+    queries = store.queries("demo", "test")
+    qid = next(iter(queries))
+    app = make_app(ws)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        if "hybrid" not in app.context.models:  # selected by default once it has a finished run
+            app.post_message(ModelToggled("hybrid"))
+            await settle(pilot)
+        assert "hybrid" in app.context.models
+        app.pane("query").set_query(queries[qid])
+        for _ in range(100):  # the pipeline prepares its stages in a worker
+            await pilot.pause(0.05)
+            cols = columns(app)
+            if "hybrid" in cols and cols["hybrid"].hits and cols["hybrid"].shown_text == queries[qid]:
+                break
+        await settle(pilot)
+        hits = columns(app)["hybrid"].hits
+        assert [h.doc_id for h in hits] == [d for d, _ in store.run_rankings(run.run.id)[qid][:10]]
