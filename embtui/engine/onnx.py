@@ -10,6 +10,7 @@ releases pin an older ``transformers`` than the one sentence-transformers 6 runs
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -41,7 +42,8 @@ def _export(model: "SentenceTransformer", path: Path, quantize: bool) -> None:
 
     module = model[0]
     hf = getattr(module, "auto_model", None) or getattr(module, "model")
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in module.tokenize(["a b"])]
+    prepare = getattr(module, "preprocess", None) or module.tokenize  # preprocess in ST >= 6
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in prepare(["a b"])]
 
     class Wrapped(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
@@ -51,7 +53,7 @@ def _export(model: "SentenceTransformer", path: Path, quantize: bool) -> None:
         def forward(self, *args: Any) -> Any:
             return self.inner(**dict(zip(names, args)), return_dict=True).last_hidden_state
 
-    sample = module.tokenize(["an example text", "a second, longer example text"])
+    sample = prepare(["an example text", "a second, longer example text"])
     args = tuple(sample[n] for n in names)
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = tmp_name(path.with_suffix(".fp32.onnx"))
@@ -67,8 +69,14 @@ def _export(model: "SentenceTransformer", path: Path, quantize: bool) -> None:
 
             # int8 weights for the matrix products only, one scale per output channel: the word
             # embeddings (Gather) stay float32, which is what keeps the vectors close to fp32
-            quantize_dynamic(str(raw), str(out), weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul"])
+            root = logging.getLogger()
+            level = root.level
+            root.setLevel(logging.ERROR)  # its advice to pre-process goes to the root logger
+            try:
+                quantize_dynamic(str(raw), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                                 op_types_to_quantize=["MatMul"])
+            finally:
+                root.setLevel(level)
         else:
             os.replace(raw, out)
         os.replace(out, path)
