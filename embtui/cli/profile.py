@@ -25,6 +25,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
         print_json({"profile": prof.to_dict(), "cost": cost})
         return 0
     lat = prof.latency_ms
+    if prof.busy_machine:
+        print(f"warning: the machine was busy (load average {prof.load_average}); the latencies below "
+              "include waiting for the CPU: profile again when it is quiet", file=sys.stderr)
     print(f"{prof.model} on {prof.device} ({prof.precision}), {prof.documents:,} documents of '{args.project}'")
     print(f"load {prof.load_s:.2f} s, +{prof.load_rss_mb:.0f} MB resident"
           + (f", {prof.gpu_mb:.0f} MB on the GPU" if prof.gpu_mb else ""))

@@ -11,8 +11,9 @@ log(N), memory is bytes per document times N, and encode time is N over the best
 from __future__ import annotations
 
 import math
+import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
@@ -59,6 +60,13 @@ class Profile:
     encode: dict[str, dict[str, float]] = field(default_factory=dict)  # role -> batch size -> texts/s
     index_build_s: float | None = None
     gpu_mb: float | None = None
+    load_average: float | None = None  # the 1-minute load average when the profile finished
+
+    @property
+    def busy_machine(self) -> bool:
+        """True when other work competed for the CPU (load average above half the cores): the
+        latencies then say more about the machine than about the model."""
+        return self.load_average is not None and self.load_average > max(1, (os.cpu_count() or 1)) / 2
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,8 +133,10 @@ def profile_model(store: "Store", project: str, spec: "ModelSpec", device: str |
         texts = texts[:max_docs]
     timed = [queries[i % len(queries)] for i in range(warmup + n_queries)]
     if spec.is_bm25:
-        return _profile_bm25(spec, texts, timed, warmup, say)
-    return _profile_dense(store, spec, device, texts, timed, warmup, batch_sizes, sample_docs, say)
+        prof = _profile_bm25(spec, texts, timed, warmup, say)
+    else:
+        prof = _profile_dense(store, spec, device, texts, timed, warmup, batch_sizes, sample_docs, say)
+    return replace(prof, load_average=round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None)
 
 
 def _profile_bm25(spec: "ModelSpec", texts: list[str], timed: list[str], warmup: int,
