@@ -96,6 +96,9 @@ def use_onnx(model: "SentenceTransformer", precision: str, folder: Path, key: st
     from embtui.engine.integrity import read_json, sidecar_path, verify_file
 
     ort = _require_runtime()
+    if not (hasattr(model[0], "auto_model") or hasattr(model[0], "model")):
+        raise EmbtuiError("precisions onnx and onnx-int8 are for transformer models",
+                          f"this model's first module is a {type(model[0]).__name__}; use fp32")
     path = Path(folder) / f"{key}-{precision}.onnx"
     if path.exists():
         record = read_json(sidecar_path(path))
