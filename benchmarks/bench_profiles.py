@@ -1,4 +1,4 @@
-"""Profiles of bm25, all-MiniLM-L6-v2 and all-mpnet-base-v2 on SciFact's own texts (the first
+"""Profiles of bm25, the tokenlearn static model, all-MiniLM-L6-v2 and all-mpnet-base-v2 on SciFact's own texts (the first
 MAX_DOCS abstracts, so the 438 MB mpnet profiles in minutes on 2 cores), with the cost model at 10 M
 documents. mpnet comes from benchmarks/fetch_models.py (EMBTUI_TEST_MODELS or the default folder).
 
@@ -31,7 +31,12 @@ def main() -> None:
     if "scifact" not in [p.name for p in store.list_projects()]:
         import_beir(store, SCIFACT, "scifact")
     mpnet = DEFAULT_OUT / "all-mpnet-base-v2"
-    models = ["bm25", "all-MiniLM-L6-v2"]
+    static = DEFAULT_OUT / "tokenlearn-static-model"
+    models = ["bm25"]
+    if (static / "model.safetensors").exists():
+        store.save_model("tokenlearn-static", ModelSpec(str(static), name="tokenlearn-static").to_dict())
+        models.append("tokenlearn-static")
+    models.append("all-MiniLM-L6-v2")
     if (mpnet / "modules.json").exists():
         store.save_model("all-mpnet-base-v2", ModelSpec(str(mpnet), name="all-mpnet-base-v2").to_dict())
         models.append("all-mpnet-base-v2")

@@ -96,6 +96,11 @@ def load_model(spec: ModelSpec, device: str, onnx_dir: Path | None = None,
         raise EmbtuiError(f"precision {spec.precision} runs on the CPU, not {device}",
                           "pass --device cpu, or use fp16/bf16 on a GPU")
     source, local = resolve_source(spec)
+    if local and is_model2vec(Path(source)):  # numpy only: no torch to import
+        if spec.precision != "fp32":
+            raise EmbtuiError(f"model '{spec.name}' is a static model2vec model: precision fp32 only",
+                              "it is already quantised; use --quantize int8|binary for its vectors")
+        return StaticModelEncoder(source)  # type: ignore[return-value]
     if local:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -107,19 +112,13 @@ def load_model(spec: ModelSpec, device: str, onnx_dir: Path | None = None,
     hf_logging.disable_progress_bar()
 
     try:
-        if local and is_model2vec(Path(source)):
-            if spec.precision != "fp32":
-                raise EmbtuiError(f"model '{spec.name}' is a static model2vec model: precision fp32 only",
-                                  "it is already quantised; use --quantize int8|binary for its vectors")
-            return StaticModelEncoder(source)  # type: ignore[return-value]
-        else:
-            model = SentenceTransformer(
-                source,
-                device=device,
-                revision=None if local else spec.revision,
-                trust_remote_code=spec.trust_remote_code,
-                local_files_only=local,
-            )
+        model = SentenceTransformer(
+            source,
+            device=device,
+            revision=None if local else spec.revision,
+            trust_remote_code=spec.trust_remote_code,
+            local_files_only=local,
+        )
     except (OSError, ValueError) as exc:
         raise EmbtuiError(f"could not load model '{spec.model}': {str(exc).splitlines()[0]}",
                           "check the id or path; hub models need network the first time") from exc
