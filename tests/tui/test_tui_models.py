@@ -181,6 +181,7 @@ async def test_build_a_pipeline_from_the_keyboard(ws):
         await pilot.press("p")
         await settle(pilot)
         assert isinstance(app.screen, PipelineScreen)
+        assert pane.query_one("#model-table").row_count == 2  # bm25 and tiny before
         # a wrong form (two first stages, no fusion) comes back with the reason, nothing saved
         await pilot.press(*"hyb", "tab", *"bm25, tiny", "ctrl+s")
         await settle(pilot)
