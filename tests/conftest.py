@@ -55,6 +55,19 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """A cross-encoder initialised locally (the tiny BERT with a seeded one-logit head), saved: no
+    cross-encoder is on PyPI, so the rerank path is tested with this one."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(7)
+    out = tmp_path_factory.mktemp("cross") / "ce"
+    CrossEncoder(str(tiny_model), num_labels=1, device="cpu").save(str(out))
+    return out
+
+
 @pytest.fixture()
 def store(tmp_path: Path):
     from embtui.store import Store

@@ -36,17 +36,6 @@ def test_live_weighted_cascade(demo_store, tiny_model: Path) -> None:
     _same_as_the_run(demo_store, "wc")
 
 
-@pytest.fixture(scope="module")
-def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
-    import torch
-    from sentence_transformers import CrossEncoder
-
-    torch.manual_seed(11)
-    out = tmp_path_factory.mktemp("cross") / "ce"
-    CrossEncoder(str(tiny_model), num_labels=1, device="cpu").save(str(out))
-    return out
-
-
 def test_live_cross_encoder_cascade(demo_store, tiny_cross_encoder: Path) -> None:
     make_pipeline(demo_store, "ce", ["bm25"], cross_encoder=[str(tiny_cross_encoder)], rerank_depth=[15])
     _same_as_the_run(demo_store, "ce", n=6)

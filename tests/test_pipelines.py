@@ -100,18 +100,6 @@ def test_cascade_equals_sentence_transformers_rescoring_of_the_bm25_candidates(d
     assert run.metrics["recall@100"] == pytest.approx(ceiling, abs=1e-6)
 
 
-@pytest.fixture(scope="module")
-def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
-    """A cross-encoder initialised locally (the tiny BERT with a seeded one-logit head), saved."""
-    import torch
-    from sentence_transformers import CrossEncoder
-
-    torch.manual_seed(7)
-    out = tmp_path_factory.mktemp("cross") / "ce"
-    CrossEncoder(str(tiny_model), num_labels=1, device="cpu").save(str(out))
-    return out
-
-
 def test_cross_encoder_rerank_equals_its_own_predict(demo_store, tiny_cross_encoder: Path) -> None:
     from sentence_transformers import CrossEncoder
 
