@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from embtui.api.evaluations import plan_evaluation, run_inline
 from embtui.api.live import LiveSearcher
 from embtui.api.pipelines import make_pipeline
