@@ -40,10 +40,6 @@ class _StageTimings:
     def end(self, name: str, t0: float) -> None:
         self._stages.end(self._prefix + name, t0)
 
-    @property
-    def timings(self) -> dict[str, float]:
-        return self._stages.timings
-
 
 def _stage_name(spec: dict[str, Any]) -> str:
     return str(spec.get("name") or spec.get("model"))
@@ -76,7 +72,8 @@ class PipelineRetriever:
             sub_cfg: dict[str, Any] = {"kind": ctx.req.index}
             prefix = f"stage{i + 1}_"
             t0 = time.perf_counter()
-            got = retriever_for(spec).retrieve(replace(
+            stage_retriever = retriever_for(spec)
+            got = stage_retriever.retrieve(replace(
                 ctx, req=replace(ctx.req, model=spec), depth=first_depth, info=sub_info,
                 index_config=sub_cfg, stages=_StageTimings(ctx.stages, prefix)))
             seconds = time.perf_counter() - t0
@@ -85,7 +82,7 @@ class PipelineRetriever:
             if got.device:
                 devices.append(got.device)
             ctx.info.setdefault("warnings", []).extend(sub_info.pop("warnings", []))
-            records.append({"stage": f"retrieve {_stage_name(stage_dict)}", "kind": retriever_for(spec).kind,
+            records.append({"stage": f"retrieve {_stage_name(stage_dict)}", "kind": stage_retriever.kind,
                             "depth": first_depth, "seconds": round(seconds, 4),
                             "queries_per_s": round(len(ctx.query_texts) / seconds, 2) if seconds > 0 else None,
                             "index": sub_cfg, "info": sub_info})
