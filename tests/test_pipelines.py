@@ -65,10 +65,27 @@ def test_rrf_pipeline_equals_plain_reciprocal_rank_fusion(demo_store, tiny_model
 def test_weighted_fusion_needs_one_weight_per_model(demo_store, tiny_model: Path) -> None:
     with pytest.raises(EmbtuiError, match="1 weight.* for 2 first-stage models"):
         make_pipeline(demo_store, "w", ["bm25", str(tiny_model)], fuse="weighted:1")
+    n_docs = demo_store.get_project("demo").documents
+    full = [demo_store.run_rankings(_run(demo_store, m, depth=n_docs).id) for m in ("bm25", str(tiny_model))]
     make_pipeline(demo_store, "w", ["bm25", str(tiny_model)], fuse="weighted:0.3,0.7")
     run = _run(demo_store, "w")
     assert run.info["pipeline"]["describe"].startswith("weighted[0.3·bm25, 0.7·")
     assert 0 < run.metrics["ndcg@10"] <= 1
+    # independent: per query, each part's scores min-max normalised, weighted and summed
+    fused = {}
+    for q in full[0]:
+        total: dict[str, float] = {}
+        for w, ranking in zip((0.3, 0.7), full):
+            vals = np.array([s for _d, s in ranking.get(q, [])], dtype=np.float64)
+            if not len(vals):
+                continue
+            span = vals.max() - vals.min()
+            norm = np.ones_like(vals) if span == 0 else (vals - vals.min()) / span
+            for (d, _s), v in zip(ranking[q], norm):
+                total[d] = total.get(d, 0.0) + w * float(v)
+        fused[q] = _top(total, 100)
+    ref = _trec(demo_store.qrels("demo", "test"), fused)
+    assert run.metrics["ndcg@10"] == pytest.approx(ref["ndcg_cut_10"], abs=1e-4)
 
 
 def test_cascade_equals_sentence_transformers_rescoring_of_the_bm25_candidates(demo_store, tiny_model: Path) -> None:
