@@ -252,6 +252,66 @@ def submit_eval(workspace: str | os.PathLike[str] | Workspace, request: "EvalReq
     return job_id
 
 
+def submit_finetune(workspace: str | os.PathLike[str] | Workspace, request: Any, *,
+                    start: bool = True) -> str:
+    """Queue a fine-tuning (engine/training/run.py ``FinetuneRequest``) as a background job.
+
+    Everything that can be refused without a model is checked now: the project, the splits, the
+    new model's name, the base model's name, and the leakage check (test or dev queries among the
+    training queries)."""
+    from embtui.engine.models import resolve_spec
+    from embtui.engine.training.data import build_training_data
+    from embtui.engine.training.run import check_new_model
+    from embtui.store import Store
+
+    ws = _workspace(workspace, create=True)
+    store = Store(ws)
+    store.get_project(request.project)
+    check_new_model(store, request.name)
+    base = resolve_spec(request.base, store)
+    if base.is_bm25 or base.is_pipeline:
+        raise EmbtuiError(f"'{request.base}' is not a dense model to fine-tune",
+                          "pick a sentence-transformers model")
+    build_training_data(store, request.project, train_split=request.train_split,
+                        dev_split=request.dev_split, dev_fraction=request.dev_fraction,
+                        seed=request.config.seed, test_split=request.test_split,
+                        drop_leaked=request.drop_leaked)
+    if any(j.kind == "finetune" and j.model == request.name and not j.finished
+           for j in list_jobs(ws)):
+        raise EmbtuiError(f"a fine-tuning job for '{request.name}' is already queued or running",
+                          "follow it with `embtui jobs`, or choose another --name")
+    job_id = new_job_id()
+    stored = {"finetune": request.to_dict(), "project": request.project,
+              "model": {"name": request.name, "base": request.base}, "split": request.train_split}
+    JobStore(ws).create(job_id, "finetune", stored, chunk_texts=None, device=request.device or base.device)
+    paths = _paths(ws, job_id)
+    write_json_atomic(paths.progress, {"job_id": job_id, "stage": "queued", "state": "queued",
+                                       "progress": 0.0, "done": 0, "total": 0})
+    append_log(paths.log, f"submitted: fine-tune '{request.base}' into '{request.name}' on "
+                          f"{request.project}/{request.train_split} ({request.config.loss})")
+    if start:
+        _start(ws, job_id)
+    return job_id
+
+
+def job_result(workspace: str | os.PathLike[str] | Workspace, job_id: str) -> dict[str, Any] | None:
+    """What a finished job left in ``jobs/<id>/result.json`` (fine-tuning), else None."""
+    ws = _workspace(workspace)
+    row = JobStore(ws).require(job_id)
+    data = read_json(_paths(ws, row.id).dir / "result.json")
+    return data or None
+
+
+def job_curves(workspace: str | os.PathLike[str] | Workspace, job_id: str) -> dict[str, Any]:
+    """A fine-tuning job's live curves (loss and dev metric by step, warnings), {} before any."""
+    ws = _workspace(workspace)
+    row = JobStore(ws).require(job_id)
+    if row.kind != "finetune":
+        return {}
+    name = (row.request.get("model") or {}).get("name", "")
+    return read_json(ws.root / "models" / f".{name}.training" / "curves.json") or {}
+
+
 def _absolute_model_path(request: "EvalRequest") -> "EvalRequest":
     """A local model folder given relative to the caller's directory, made absolute for the worker."""
     spec = request.model

@@ -39,7 +39,13 @@ STAGE_SPANS: dict[str, tuple[float, float]] = {
     "build index": (0.9, 0.95),
     "search": (0.95, 0.98),
     "score": (0.98, 1.0),
+    # fine-tuning jobs (each phase gets its own window of the bar, see Reporter.window)
+    "prepare data": (0.0, 0.1),
+    "evaluate base on dev": (0.1, 1.0),
+    "train": (0.0, 1.0),
 }
+# Windows of a fine-tuning job's bar: data and negatives, training, the test evaluation.
+FINETUNE_WINDOWS = {"prepare": (0.0, 0.05), "train": (0.05, 0.85), "evaluate": (0.85, 1.0)}
 
 
 def _peak_rss_mb() -> float:
@@ -87,6 +93,7 @@ class Reporter:
         self._last_stage = ""
         self._last_note = ("", "")
         self.resumed = resumed
+        self.window = (0.0, 1.0)  # the share of the bar the current phase maps onto
         if resumed:
             before = read_json(paths.progress)
             if before.get("job_id") == job_id:
@@ -132,7 +139,8 @@ class Reporter:
         lo, hi = STAGE_SPANS.get(p.stage, (None, None))
         with self.lock:
             if lo is not None and hi is not None:
-                overall = lo + (hi - lo) * p.fraction
+                w0, w1 = self.window
+                overall = w0 + (w1 - w0) * (lo + (hi - lo) * p.fraction)
                 self.state["progress"] = round(max(self.state.get("progress", 0.0), overall), 4)
             eta = None if p.eta_s is None else round(p.eta_s, 1)  # of the current stage
             message = p.message
@@ -216,12 +224,21 @@ def run_job(workspace: str | os.PathLike[str], job_id: str) -> str:
     run_id = row.run_id
     store = None
     try:
-        from embtui.engine.evaluate import EvalRequest
         from embtui.store import Store
 
         store = Store(ws)
-        req = EvalRequest.from_dict(row.request)
-        device = _job_device(req)
+        if row.kind == "finetune":
+            from embtui.engine.devices import resolve_device
+            from embtui.engine.models import resolve_spec
+            from embtui.engine.training.run import FinetuneRequest
+
+            req = FinetuneRequest.from_dict(row.request["finetune"])
+            device = resolve_device(req.device or resolve_spec(req.base, store, check=False).device)
+        else:
+            from embtui.engine.evaluate import EvalRequest
+
+            req = EvalRequest.from_dict(row.request)
+            device = _job_device(req)
         js.set_device(job_id, pid, device)
         rep.set(device=device)
         from embtui.jobs.api import jobs_per_device
@@ -241,6 +258,12 @@ def run_job(workspace: str | os.PathLike[str], job_id: str) -> str:
             return state
         rep.set(state="running", stage="starting")
         rep.write(force=True)
+        if row.kind == "finetune":
+            result = _finetune(store, req, device, rep, token, resumed=row.attempts > 0)
+            run_id = (result.get("run") or {}).get("id")
+            state = "done"
+            js.finish(job_id, pid, "done")
+            return state
         run_id = _prepare_run(js, store, job_id, row.run_id, req, rep)
         if run_id is None:  # the run finished before a previous worker could record it
             state = "done"
@@ -281,6 +304,36 @@ def run_job(workspace: str | os.PathLike[str], job_id: str) -> str:
         rep.stop(state=state, error=error, eta_s=None,
                  **({"progress": 1.0, "stage": "done"} if state == "done" else {}))
     return state
+
+
+def _finetune(store: Any, req: Any, device: str, rep: Reporter, token: CancelToken, *,
+              resumed: bool) -> dict[str, Any]:
+    """A fine-tuning job: data and negatives, training, the test evaluation (engine/training/run.py);
+    the result JSON goes to ``jobs/<id>/result.json`` and the live curves stay in the work folder."""
+    from dataclasses import replace as _replace
+
+    from embtui.engine.training.run import run_finetune, work_dir
+
+    if req.device is None:
+        req = _replace(req, device=device)
+    phase = {"name": "prepare"}
+
+    def progress(p: Progress) -> None:
+        name = ("train" if p.stage == "train" else
+                "evaluate" if phase["name"] in ("train", "evaluate") and p.stage != "train" else "prepare")
+        if name != phase["name"]:
+            phase["name"] = name
+        rep.window = FINETUNE_WINDOWS[phase["name"]]
+        rep.progress(p)
+
+    rep.set(curves=str(work_dir(store, req.name) / "curves.json"), model=req.name)
+    result = run_finetune(store, req, progress=progress, cancel=token, log=rep.log, resuming=resumed)
+    write_json_atomic(rep.paths.dir / "result.json", result)
+    vs = result.get("vs_base") or {}
+    rep.log(f"done: model '{result['model']}' (best step {result.get('best_step')})"
+            + (f", test run {result['run']['id']}: {vs.get('metric')} {vs.get('delta', 0):+.4f} vs base "
+               f"(p = {vs.get('p_permutation')})" if result.get("run") else ""))
+    return result
 
 
 def _first_in_line(js: JobStore, me: Any, device: str) -> bool:

@@ -14,13 +14,14 @@ PANES: tuple[tuple[str, str, str], ...] = (
     ("jobs", "Jobs", "4"),
     ("models", "Models & Devices", "5"),
     ("project", "Project", "6"),
+    ("train", "Train", "7"),
 )
 PANE_TITLES = {pid: title for pid, title, _ in PANES}
 
 SCOPE_TITLES = {
     "app": "Everywhere", "sidebar": "Sidebar (workspace tree)", "query": "Query pane",
     "metrics": "Metrics pane", "failures": "Failures pane", "jobs": "Jobs pane",
-    "models": "Models & Devices pane", "project": "Project pane",
+    "models": "Models & Devices pane", "project": "Project pane", "train": "Train pane",
 }
 
 
@@ -47,20 +48,20 @@ class ActionSpec:
         return self.key_display or self.key.replace("question_mark", "?").split(",")[0]
 
 
-# Pane keys (lazygit/k9s habit): 1-6 switch panes whenever no text box has focus; in a box they
-# type, and alt+1-6 switch instead (escape leaves the box). The footer shows the pair that works
+# Pane keys (lazygit/k9s habit): 1-7 switch panes whenever no text box has focus; in a box they
+# type, and alt+1-7 switch instead (escape leaves the box). The footer shows the pair that works
 # where the focus is (EmbtuiApp.check_action); `/` goes to the query box from anywhere.
 ACTIONS: tuple[ActionSpec, ...] = (
     *(ActionSpec("app", f"{key},alt+{key}", f"show_pane('{pid}')", title.split(" ")[0],
-                 f"Show the {title} pane", show=key == "1", key_display="1-6", footer="Panes")
+                 f"Show the {title} pane", show=key == "1", key_display="1-7", footer="Panes")
       for pid, title, key in PANES),
     *(ActionSpec("app", f"alt+{key}", f"jump_pane('{pid}')", title.split(" ")[0],
                  f"Show the {title} pane from inside a text box", show=key == "1",
-                 key_display="alt+1-6", footer="Panes", priority=True, palette=False,
+                 key_display="alt+1-7", footer="Panes", priority=True, palette=False,
                  in_help=False)
       for pid, title, key in PANES),
     ActionSpec("app", "escape", "leave_input", "Leave box",
-               "Leave a text box (then 1-6 and the pane keys work)", key_display="esc",
+               "Leave a text box (then 1-7 and the pane keys work)", key_display="esc",
                palette=False),
     ActionSpec("app", "slash", "search", "Search",
                "Type a query: the Query pane with the focus in its box (from any pane)",
@@ -122,6 +123,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("models", "space", "toggle_model", "Select",
                "Add the model under the cursor to the selection (or remove it)", palette=False),
     ActionSpec("models", "ctrl+s", "save_spec", "Save spec", "Save the edited model spec"),
+    ActionSpec("train", "ctrl+s", "start_training", "Start",
+               "Fine-tune the base model on the project's training split (a detached job)"),
+    ActionSpec("train", "c", "cancel_training", "Cancel",
+               "Cancel the training job (it keeps a checkpoint; Jobs pane r resumes it)"),
     ActionSpec("project", "i", "start_import", "Path", "Type the path of a BEIR folder or a pairs file"),
     ActionSpec("project", "ctrl+s", "run_import", "Import",
                "Import the folder or file in the form (kind detected from the path)"),

@@ -32,6 +32,7 @@ from embtui.tui.panes.metrics import MetricsPane
 from embtui.tui.panes.models import ModelsPane
 from embtui.tui.panes.project import ProjectPane
 from embtui.tui.panes.query import QueryPane
+from embtui.tui.panes.train import TrainPane
 from embtui.tui.widgets.sidebar import WorkspaceTree
 from embtui.tui.widgets.status_bar import StatusBar
 
@@ -40,10 +41,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PANE_CLASSES: dict[str, type[Pane]] = {
     "query": QueryPane, "metrics": MetricsPane, "failures": FailuresPane, "jobs": JobsPane,
-    "models": ModelsPane, "project": ProjectPane,
+    "models": ModelsPane, "project": ProjectPane, "train": TrainPane,
 }
 SHORT_TITLES = {"query": "Query", "metrics": "Metrics", "failures": "Failures", "jobs": "Jobs",
-                "models": "Models", "project": "Project"}
+                "models": "Models", "project": "Project", "train": "Train"}
 JOB_POLL_S = 0.5
 
 
@@ -271,11 +272,12 @@ class EmbtuiApp(OrderedKeysMixin, WorkspaceWatchMixin, App[int]):
         finished = [j for j in message.jobs
                     if j.state in ("done", "failed") and before.get(j.id, j.state) != j.state]
         for job in finished:
+            what = "fine-tuning" if job.kind == "finetune" else "evaluation"
             if job.state == "done":
                 self.notify(f"job {job.id}: {job.model} on {job.project}/{job.split} finished",
-                            title="evaluation done")
+                            title=f"{what} done")
             else:
-                self.notify(f"job {job.id}: {job.error or 'failed'}", title="evaluation failed",
+                self.notify(f"job {job.id}: {job.error or 'failed'}", title=f"{what} failed",
                             severity="error")
         if finished:
             self.load_workspace()
@@ -330,7 +332,7 @@ class EmbtuiApp(OrderedKeysMixin, WorkspaceWatchMixin, App[int]):
 
     # -- actions ---------------------------------------------------------------------------------
     def typing(self) -> bool:
-        """Whether a text box has focus (there 1-6 and the letters type; alt+1-6 switch panes)."""
+        """Whether a text box has focus (there 1-7 and the letters type; alt+1-7 switch panes)."""
         from textual.widgets import Input
 
         focused = self.focused
@@ -360,7 +362,7 @@ class EmbtuiApp(OrderedKeysMixin, WorkspaceWatchMixin, App[int]):
         pane.focus_default()
 
     def action_jump_pane(self, pid: str) -> None:
-        """alt+1-6: switch panes from inside a text box too."""
+        """alt+1-7: switch panes from inside a text box too."""
         self.action_show_pane(pid)
 
     def action_search(self) -> None:
