@@ -35,6 +35,8 @@ class WorkspaceData:
     runs: tuple["RunInfo", ...] = ()
     views: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Saved view state per project (split, models, k, baseline per split)."""
+    lineage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Models trained or distilled here: their lineage records (base, data, loss, best step...)."""
 
     def project(self, name: str | None) -> "ProjectInfo | None":
         return next((p for p in self.projects if p.name == name), None)

@@ -37,8 +37,16 @@ def db_signature(root: str | Path) -> tuple[Any, ...]:
 
 def read_workspace(store: "Store") -> WorkspaceData:
     """One read of what the app shows: projects, saved specs, runs, and the saved view states."""
-    return WorkspaceData(str(store.ws.root), tuple(store.list_projects()), store.list_models(),
-                         tuple(store.list_runs()), views=store.view_states())
+    from embtui.api.training import model_lineage
+
+    models = store.list_models()
+    lineage = {}
+    for name in models:
+        rec = model_lineage(store, name)
+        if rec:
+            lineage[name] = rec
+    return WorkspaceData(str(store.ws.root), tuple(store.list_projects()), models,
+                         tuple(store.list_runs()), views=store.view_states(), lineage=lineage)
 
 
 def _content(data: WorkspaceData) -> tuple[Any, ...]:

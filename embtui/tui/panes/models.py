@@ -84,6 +84,35 @@ def _parse(kind: str, label: str, raw: str) -> Any:
     return raw
 
 
+def lineage_text(lin: dict[str, Any] | None) -> Text | str:
+    """One or two lines of a trained model's lineage (empty for other models)."""
+    if not lin:
+        return ""
+    base = lin.get("base", {})
+    cfg = lin.get("config", {})
+    if lin.get("kind") == "bi-encoder":
+        data = lin.get("data", {})
+        neg = (data.get("negatives") or {}).get("source")
+        metric = cfg.get("metric", "ndcg@10")
+        best, based = (lin.get("best_dev") or {}).get(metric), (lin.get("base_dev") or {}).get(metric)
+        line = (f"lineage: fine-tuned from {base.get('name')} ({str(base.get('fingerprint'))[:15]}) on "
+                f"{data.get('project')}/{data.get('train_split')}, {data.get('pairs')} pairs"
+                + (f" + {neg} negatives" if neg else "")
+                + f"; {cfg.get('loss')} lr {cfg.get('lr')} x{cfg.get('epochs')} epochs batch "
+                f"{cfg.get('batch_size')} seed {cfg.get('seed')}; best step {lin.get('best_step')}"
+                + (f": dev {metric} {best:.4f}" if best is not None else "")
+                + (f" (base {based:.4f})" if based is not None else ""))
+    else:
+        line = (f"lineage: {lin.get('kind')} of {base.get('name')}, {lin.get('dim')} dims, "
+                f"{(lin.get('size_bytes') or 0) / 2**20:.1f} MiB")
+    warns = lin.get("warnings") or []
+    text = Text(line, style="dim")
+    if warns:
+        text.append("\n" + "; ".join(w.split(":")[0] for w in warns) + " warning(s) during training",
+                    style="yellow")
+    return text
+
+
 class ModelsPane(Pane):
     """Model specs: add by id/path/bm25, select with space, edit and save with ctrl+s; devices
     (CPU, CUDA, MPS) with memory and utilisation, refreshed every two seconds while shown."""
@@ -114,6 +143,7 @@ class ModelsPane(Pane):
         with VerticalScroll():
             yield Label("Models  (space: select for Query/Jobs)", classes="section-title")
             yield DataTable(id="model-table", cursor_type="row", zebra_stripes=True)
+            yield Static(id="model-lineage")
             with Horizontal(classes="form-row"):
                 yield Input(placeholder="add: hub id, local path or bm25", id="add-model",
                             suggester=ModelSuggester())
@@ -208,6 +238,7 @@ class ModelsPane(Pane):
         if name is None or self.data is None or name == self.editing:
             return
         self.editing = name
+        self.query_one("#model-lineage", Static).update(lineage_text(self.data.lineage.get(name)))
         spec = self.data.spec_dict(name) or {"model": name}
         source = str(spec.get("model", name))
         self.query_one("#edit-title", Label).update(

@@ -35,6 +35,7 @@ FIELDS = (  # (id, label, default, width)
 class TrainPane(Pane):
     PANE_ID = "train"
     BINDINGS = bindings("train")
+    can_focus = True  # escape from a box lands on the pane itself, where c and 1-7 act
 
     DEFAULT_CSS = """
     TrainPane { padding: 0 1; }
@@ -91,6 +92,9 @@ class TrainPane(Pane):
 
     def focus_default(self) -> None:
         focus_now(self.query_one("#train-base", Input))
+
+    def focus_body(self) -> None:
+        focus_now(self)
 
     def reload(self) -> None:
         ctx = self.context
