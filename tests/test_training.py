@@ -383,3 +383,118 @@ def test_ab_report_equals_direct_scipy_computation(tmp_path):
                     '{"variant": "b", "clicked": "d9", "results": ["d1"]}\n')
     with pytest.raises(EmbtuiError, match=r"docs.jsonl:3: field 'clicked': clicked document 'd9'"):
         ab_test(docs)
+
+
+# -- reranker --------------------------------------------------------------------------------------
+def test_reranker_training_saves_a_pipeline_and_its_dev_metric_equals_pytrec_eval(demo_store, tiny_model):
+    import pytrec_eval
+    from sentence_transformers import CrossEncoder
+
+    from embtui.api.training import RerankerRequest, finetune
+    from embtui.engine.training.reranker import make_rerank_evaluator
+
+    req = RerankerRequest("demo", str(tiny_model), "tiny-ce", rerank_depth=10, hard_negatives=2,
+                          dev_fraction=0.2, config=TrainConfig(**{**TINY, "batch_size": 16, "eval_steps": 3}))
+    res = finetune(demo_store.ws, req)
+    lin = read_lineage(res["path"])
+    assert lin["kind"] == "cross-encoder" and lin["first_stage"]["name"] == "bm25"
+    assert lin["data"]["negatives"]["source"] == "run" and lin["data"]["rows"] == 3 * lin["data"]["pairs"]
+    pipe = demo_store.get_model("tiny-ce-pipeline")
+    assert pipe["pipeline"]["rerank"][0]["kind"] == "cross-encoder"
+    assert pipe["pipeline"]["rerank"][0]["model"]["model"] == res["path"]
+    assert res["base_run"]["id"] != res["run"]["id"]
+    assert demo_store.get_run(res["base_run"]["id"]).model_name == "bm25"
+    # the dev evaluator's number, recomputed independently: CrossEncoder.predict + pytrec_eval
+    model = CrossEncoder(res["path"], device="cpu")
+    data = build_training_data(demo_store, "demo", dev_fraction=0.2)
+    corpus = demo_store.corpus("demo")
+    text = dict(zip(corpus.ids, corpus.encode_texts()))
+    first = demo_store.run_rankings(lin["first_stage"]["run"])
+    cands = {q: [d for d, _ in first[q][:10]] for q in data.dev_qrels}
+    ev = make_rerank_evaluator(data.queries, text, data.dev_qrels, cands, "ndcg@10", 32)
+    ours = ev(model)["dev_ndcg@10"]
+    run = {q: {d: float(s) for d, s in zip(c, model.predict([(data.queries[q], text[d]) for d in c]))}
+           for q, c in cands.items()}
+    ref = pytrec_eval.RelevanceEvaluator(data.dev_qrels, {"ndcg_cut.10"}).evaluate(run)
+    assert ours == pytest.approx(np.mean([v["ndcg_cut_10"] for v in ref.values()]), abs=1e-6)
+
+
+def test_dev_evaluator_equals_numpy_search_scored_by_pytrec_eval(demo_store, tiny_model):
+    import pytrec_eval
+    from sentence_transformers import SentenceTransformer
+
+    from embtui.engine.models import ModelSpec
+    from embtui.engine.training.finetune import dev_corpus_ids, make_dev_evaluator
+
+    data = build_training_data(demo_store, "demo", dev_fraction=0.3)
+    corpus = demo_store.corpus("demo")
+    text = dict(zip(corpus.ids, corpus.encode_texts()))
+    ids = dev_corpus_ids(corpus.ids, data.dev_qrels, 150, 42)
+    judged = {d for j in data.dev_qrels.values() for d in j}
+    assert len(ids) == 150 and judged <= set(ids)
+    model = SentenceTransformer(str(tiny_model), device="cpu")
+    ev = make_dev_evaluator(data.queries, {d: text[d] for d in ids}, data.dev_qrels, ModelSpec(str(tiny_model)),
+                            "ndcg@10", 32)
+    ours = ev(model)
+    qids = sorted(data.dev_qrels)
+    q = model.encode([data.queries[x] for x in qids], normalize_embeddings=True)
+    d = model.encode([text[x] for x in ids], normalize_embeddings=True)
+    s = q @ d.T
+    run = {qid: {ids[j]: float(s[i, j]) for j in np.argsort(-s[i])[:100]} for i, qid in enumerate(qids)}
+    ref = pytrec_eval.RelevanceEvaluator(data.dev_qrels, {"ndcg_cut.10", "recall.100"}).evaluate(run)
+    assert ours["dev_ndcg@10"] == pytest.approx(np.mean([v["ndcg_cut_10"] for v in ref.values()]), abs=1e-5)
+    assert ours["dev_recall@100"] == pytest.approx(np.mean([v["recall_100"] for v in ref.values()]), abs=1e-5)
+    assert ev.primary_metric == "dev_ndcg@10"
+
+
+def test_out_of_memory_halves_the_batch_and_training_goes_on(demo_store, tiny_model, monkeypatch):
+    """A simulated CUDA OOM (the true boundary: no GPU here) at batch 8: the trainer backs off to 4."""
+    from sentence_transformers import SentenceTransformerTrainer
+
+    from embtui.api.training import finetune
+
+    real = SentenceTransformerTrainer.train
+    seen = []
+
+    def train(self, *a, **k):
+        seen.append(self.args.per_device_train_batch_size)
+        if self.args.per_device_train_batch_size > 4:
+            raise type("OutOfMemoryError", (RuntimeError,), {})("CUDA out of memory. Tried to allocate 2 GiB")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(SentenceTransformerTrainer, "train", train)
+    _register_tiny(demo_store, tiny_model)
+    res = finetune(demo_store.ws, FinetuneRequest("demo", "tiny", "tiny-oom", dev_fraction=0.2, evaluate_test=False,
+                                                  config=TrainConfig(**{**TINY, "batch_size": 8})))
+    lin = read_lineage(res["path"])
+    assert seen == [8, 4] and lin["batch_size_used"] == 4
+    from embtui.jobs.api import job_log
+
+    assert "out of memory: batch halved to 4" in job_log(demo_store.ws, res["job_id"])
+
+
+def test_student_distillation_learns_the_teacher_embeddings_from_the_cache(demo_store, tiny_model, tmp_path):
+    """A 16-d student of the 32-d tiny teacher: a projection is added, the MSE falls, and the result
+    is a registered model with its test run beside the teacher's."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tests_conftest", Path(__file__).with_name("conftest.py"))
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+
+    from embtui.api.training import distill
+    from embtui.engine.evaluate import EvalRequest, run_evaluation
+    from embtui.engine.models import ModelSpec
+
+    _register_tiny(demo_store, tiny_model)
+    run_evaluation(demo_store, EvalRequest("demo", ModelSpec(str(tiny_model), name="tiny")))  # teacher cached
+    student = conf.build_tiny_model(tmp_path / "student", seed=3, hidden=16)
+    res = distill(demo_store, "tiny", "tiny-student", student=str(student), project="demo", epochs=2,
+                  batch_size=32, lr=1e-3, max_seq_length=32)
+    lin = read_lineage(res["path"])
+    assert lin["student"]["dim"] == 16 and res["dim"] == 32
+    assert res["loss_last"] < res["loss_first"]
+    assert demo_store.get_run(res["base_run"]["id"]).model_name == "tiny"
+    from sentence_transformers import SentenceTransformer
+
+    assert SentenceTransformer(res["path"], device="cpu").encode(["x"]).shape == (1, 32)

@@ -11,13 +11,14 @@ import os
 from typing import TYPE_CHECKING, Any, Callable
 
 from embtui.engine.training.finetune import DEV_METRICS, LOSSES, PRECISIONS, TrainConfig
+from embtui.engine.training.reranker import RerankerRequest
 from embtui.engine.training.run import FinetuneRequest, read_lineage
 from embtui.errors import EmbtuiError
 
 if TYPE_CHECKING:  # pragma: no cover
     from embtui.store import Store
 
-__all__ = ["DEV_METRICS", "FinetuneRequest", "LOSSES", "PRECISIONS", "TrainConfig", "ab_test", "distill", "finetune", "gate",
+__all__ = ["DEV_METRICS", "FinetuneRequest", "LOSSES", "PRECISIONS", "RerankerRequest", "TrainConfig", "ab_test", "distill", "finetune", "gate",
            "model_lineage", "parse_dims", "run_or_model"]
 
 
@@ -34,7 +35,7 @@ def parse_dims(text: str | None) -> tuple[int, ...] | None:
     return dims
 
 
-def finetune(workspace: str | os.PathLike[str] | Any, request: FinetuneRequest, *,
+def finetune(workspace: str | os.PathLike[str] | Any, request: FinetuneRequest | RerankerRequest, *,
              detach: bool = False) -> dict[str, Any]:
     """Fine-tune as a job: detached -> ``{"model", "job_id"}`` at once; else run it here and return
     ``{"model", "job_id", "best_step", "dev", "run", "base_run", "vs_base", ...}``."""
@@ -54,10 +55,18 @@ def finetune(workspace: str | os.PathLike[str] | Any, request: FinetuneRequest, 
     return {"job_id": job_id, **(jobs.job_result(ws, job_id) or {})}
 
 
-def distill(store: "Store", teacher: str, name: str, **kw: Any) -> dict[str, Any]:
-    from embtui.engine.training.distill import distill_static
+def distill(store: "Store", teacher: str, name: str, *, student: str | None = None,
+            **kw: Any) -> dict[str, Any]:
+    """A static model2vec model from ``teacher`` or, with ``student``, that model trained to match
+    the teacher's embeddings (MSELoss; needs ``project``)."""
+    from embtui.engine.training.distill import distill_static, distill_student
 
-    return distill_static(store, teacher, name, **kw)
+    if student is None:
+        return distill_static(store, teacher, name, **kw)
+    if not kw.get("project"):
+        raise EmbtuiError("a student is trained on a project's texts", "pass --project")
+    kw.pop("pca_dims", None)
+    return distill_student(store, teacher, student, name, **kw)
 
 
 def model_lineage(store: "Store", name: str) -> dict[str, Any] | None:

@@ -54,17 +54,51 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune_reranker(args: argparse.Namespace) -> int:
+    from embtui.api.training import RerankerRequest, TrainConfig, finetune
+
+    store = open_store(args)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      max_seq_length=args.max_seq_length, seed=args.seed, eval_steps=args.eval_steps,
+                      precision=args.precision, warmup_ratio=args.warmup_ratio)
+    req = RerankerRequest(project=args.project, base=args.model, name=args.name,
+                          first_stage=args.first_stage, rerank_depth=args.rerank_depth,
+                          train_split=args.train_split, dev_split=args.dev_split,
+                          dev_fraction=args.dev_fraction, test_split=args.test_split,
+                          hard_negatives=args.hard_negatives, max_pairs=args.max_pairs,
+                          drop_leaked=args.drop_leaked, config=cfg, device=args.device,
+                          evaluate_test=not args.no_test)
+    res = finetune(store.ws, req, detach=args.detach)
+    if args.json or args.detach:
+        print_json(res)
+        return 0
+    print(f"reranker '{res['model']}' saved to {res['path']} (best dev step {res.get('best_step')}); "
+          f"pipeline '{res['pipeline']}': {args.first_stage} -> {res['model']} (top {args.rerank_depth})")
+    for w in res.get("warnings") or []:
+        print(f"warning: {w}")
+    if res.get("run"):
+        vs = res["vs_base"]
+        print(f"test ndcg@10 {_fmt(res['run'].get('ndcg@10'))} against {args.first_stage} alone "
+              f"{_fmt(res['base_run'].get('ndcg@10'))} ({vs['delta']:+.4f}, p = {_fmt(vs['p_permutation'])})")
+    return 0
+
+
 def cmd_distill(args: argparse.Namespace) -> int:
     from embtui.api.training import distill
 
     store = open_store(args)
-    res = distill(store, args.model, args.name, project=args.project, pca_dims=args.pca_dims,
-                  test_split=args.test_split, device=args.device)
+    extra = ({} if args.student is None else
+             {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+              "max_seq_length": args.max_seq_length, "seed": args.seed})
+    res = distill(store, args.model, args.name, student=args.student, project=args.project,
+                  pca_dims=args.pca_dims, test_split=args.test_split, device=args.device, **extra)
     if args.json:
         print_json(res)
         return 0
-    print(f"static model '{res['model']}' ({res['dim']} dims, {res['size_mib']} MiB; teacher "
-          f"{res['teacher_size_mib']} MiB) in {res['distill_seconds']} s, saved to {res['path']}")
+    what = "static model" if args.student is None else "student"
+    took = res.get("distill_seconds", res.get("train_seconds"))
+    print(f"{what} '{res['model']}' ({res['dim']} dims, {res['size_mib']} MiB; teacher "
+          f"{res['teacher_size_mib']} MiB) in {took} s, saved to {res['path']}")
     if res.get("run"):
         vs = res["vs_base"]
         print(f"test ndcg@10 {_fmt(res['run'].get('ndcg@10'))} against the teacher's "
@@ -133,7 +167,8 @@ def add_commands(sub: Any) -> None:
                    help="mnrl: MultipleNegativesRankingLoss; cmnrl: its cached form (big batch, "
                    "little memory); gist: GISTEmbedLoss guided by the base model")
     p.add_argument("--hard-negatives", type=int, default=0, metavar="N",
-                   help="mine N hard negatives per pair with the base model (from the cache)")
+                   help="N hard negatives per pair: mined with the base model (its cached "
+                   "embeddings), or from --negatives-from RUN (default there: 3)")
     p.add_argument("--negatives-from", type=int, metavar="RUN",
                    help="take negatives from a run's rankings of the training queries")
     p.add_argument("--matryoshka", metavar="DIMS", help="wrap the loss in MatryoshkaLoss, e.g. 384,256,128,64")
@@ -161,12 +196,53 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_finetune)
 
-    d = sub.add_parser("distill", help="distill a static model2vec model from a model")
+    r = sub.add_parser("finetune-reranker", help="fine-tune a cross-encoder to rerank a first stage (a job)",
+                       description="Train a CrossEncoder with binary cross-entropy on the project's "
+                       "pairs, negatives from the first stage's ranking of the training queries; the "
+                       "dev split reranks that first stage's top-N. Saves the pipeline NAME-pipeline.")
+    r.add_argument("--project", required=True)
+    r.add_argument("--model", required=True, help="a cross-encoder, or a transformer to start one from")
+    r.add_argument("--name", required=True)
+    r.add_argument("--first-stage", default="bm25", help="the retriever it reranks (default bm25)")
+    r.add_argument("--rerank-depth", type=int, default=30)
+    r.add_argument("--train-split", default="train")
+    g2 = r.add_mutually_exclusive_group()
+    g2.add_argument("--dev-split")
+    g2.add_argument("--dev-fraction", type=float, default=0.1)
+    r.add_argument("--test-split", default="test")
+    r.add_argument("--hard-negatives", type=int, default=3)
+    r.add_argument("--epochs", type=float, default=1.0)
+    r.add_argument("--batch-size", type=int, default=16)
+    r.add_argument("--lr", type=float, default=2e-5)
+    r.add_argument("--warmup-ratio", type=float, default=0.1)
+    r.add_argument("--max-seq-length", type=int, default=256)
+    r.add_argument("--seed", type=int, default=42)
+    r.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    r.add_argument("--eval-steps", type=int)
+    r.add_argument("--max-pairs", type=int)
+    r.add_argument("--drop-leaked", action="store_true")
+    r.add_argument("--device")
+    r.add_argument("--no-test", action="store_true")
+    r.add_argument("--detach", action="store_true")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_finetune_reranker)
+
+    d = sub.add_parser("distill", help="distill a static model2vec model, or train a student, from a model",
+                       description="Without --student: a static model2vec model (model2vec.distill, "
+                       "seconds to minutes on a CPU). With --student MODEL: that smaller model trained "
+                       "to reproduce the teacher's embeddings (MSELoss) on the project's texts.")
     d.add_argument("--model", required=True, help="the teacher")
     d.add_argument("--name", required=True)
-    d.add_argument("--project", help="evaluate the result on this project's test split")
+    d.add_argument("--project", help="evaluate the result on this project's test split (a student "
+                   "also trains on its documents and training queries)")
     d.add_argument("--test-split", default="test")
-    d.add_argument("--pca-dims", type=int, default=256)
+    d.add_argument("--pca-dims", type=int, default=256, help="static model: dimensions after PCA")
+    d.add_argument("--student", metavar="MODEL", help="train this model to match the teacher instead")
+    d.add_argument("--epochs", type=float, default=1.0)
+    d.add_argument("--batch-size", type=int, default=32)
+    d.add_argument("--lr", type=float, default=1e-4)
+    d.add_argument("--max-seq-length", type=int, default=256)
+    d.add_argument("--seed", type=int, default=42)
     d.add_argument("--device")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_distill)

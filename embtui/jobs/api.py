@@ -254,7 +254,8 @@ def submit_eval(workspace: str | os.PathLike[str] | Workspace, request: "EvalReq
 
 def submit_finetune(workspace: str | os.PathLike[str] | Workspace, request: Any, *,
                     start: bool = True) -> str:
-    """Queue a fine-tuning (engine/training/run.py ``FinetuneRequest``) as a background job.
+    """Queue a fine-tuning (engine/training/run.py ``FinetuneRequest``, or a reranker's
+    ``RerankerRequest``, engine/training/reranker.py) as a background job.
 
     Everything that can be refused without a model is checked now: the project, the splits, the
     new model's name, the base model's name, and the leakage check (test or dev queries among the
@@ -276,14 +277,17 @@ def submit_finetune(workspace: str | os.PathLike[str] | Workspace, request: Any,
                         dev_split=request.dev_split, dev_fraction=request.dev_fraction,
                         seed=request.config.seed, test_split=request.test_split,
                         drop_leaked=request.drop_leaked)
-    if any(j.kind == "finetune" and j.model == request.name and not j.finished
+    kind = "finetune-reranker" if hasattr(request, "first_stage") else "finetune"
+    if kind == "finetune-reranker":
+        resolve_spec(request.first_stage, store)
+    if any(j.kind.startswith("finetune") and j.model == request.name and not j.finished
            for j in list_jobs(ws)):
         raise EmbtuiError(f"a fine-tuning job for '{request.name}' is already queued or running",
                           "follow it with `embtui jobs`, or choose another --name")
     job_id = new_job_id()
     stored = {"finetune": request.to_dict(), "project": request.project,
               "model": {"name": request.name, "base": request.base}, "split": request.train_split}
-    JobStore(ws).create(job_id, "finetune", stored, chunk_texts=None, device=request.device or base.device)
+    JobStore(ws).create(job_id, kind, stored, chunk_texts=None, device=request.device or base.device)
     paths = _paths(ws, job_id)
     write_json_atomic(paths.progress, {"job_id": job_id, "stage": "queued", "state": "queued",
                                        "progress": 0.0, "done": 0, "total": 0})
@@ -306,7 +310,7 @@ def job_curves(workspace: str | os.PathLike[str] | Workspace, job_id: str) -> di
     """A fine-tuning job's live curves (loss and dev metric by step, warnings), {} before any."""
     ws = _workspace(workspace)
     row = JobStore(ws).require(job_id)
-    if row.kind != "finetune":
+    if not row.kind.startswith("finetune"):
         return {}
     name = (row.request.get("model") or {}).get("name", "")
     return read_json(ws.root / "models" / f".{name}.training" / "curves.json") or {}

@@ -227,12 +227,14 @@ def run_job(workspace: str | os.PathLike[str], job_id: str) -> str:
         from embtui.store import Store
 
         store = Store(ws)
-        if row.kind == "finetune":
+        if row.kind.startswith("finetune"):
             from embtui.engine.devices import resolve_device
             from embtui.engine.models import resolve_spec
+            from embtui.engine.training.reranker import RerankerRequest
             from embtui.engine.training.run import FinetuneRequest
 
-            req = FinetuneRequest.from_dict(row.request["finetune"])
+            cls = RerankerRequest if row.kind == "finetune-reranker" else FinetuneRequest
+            req = cls.from_dict(row.request["finetune"])
             device = resolve_device(req.device or resolve_spec(req.base, store, check=False).device)
         else:
             from embtui.engine.evaluate import EvalRequest
@@ -258,7 +260,7 @@ def run_job(workspace: str | os.PathLike[str], job_id: str) -> str:
             return state
         rep.set(state="running", stage="starting")
         rep.write(force=True)
-        if row.kind == "finetune":
+        if row.kind.startswith("finetune"):
             result = _finetune(store, req, device, rep, token, resumed=row.attempts > 0)
             run_id = (result.get("run") or {}).get("id")
             state = "done"
@@ -312,6 +314,7 @@ def _finetune(store: Any, req: Any, device: str, rep: Reporter, token: CancelTok
     the result JSON goes to ``jobs/<id>/result.json`` and the live curves stay in the work folder."""
     from dataclasses import replace as _replace
 
+    from embtui.engine.training.reranker import run_reranker
     from embtui.engine.training.run import run_finetune, work_dir
 
     if req.device is None:
@@ -327,7 +330,8 @@ def _finetune(store: Any, req: Any, device: str, rep: Reporter, token: CancelTok
         rep.progress(p)
 
     rep.set(curves=str(work_dir(store, req.name) / "curves.json"), model=req.name)
-    result = run_finetune(store, req, progress=progress, cancel=token, log=rep.log, resuming=resumed)
+    run = run_reranker if hasattr(req, "first_stage") else run_finetune
+    result = run(store, req, progress=progress, cancel=token, log=rep.log, resuming=resumed)
     write_json_atomic(rep.paths.dir / "result.json", result)
     vs = result.get("vs_base") or {}
     rep.log(f"done: model '{result['model']}' (best step {result.get('best_step')})"

@@ -83,6 +83,9 @@ class TestPanes:
     def test_project(self, snap_compare, app, size):
         assert snap_compare(app, terminal_size=size, run_before=pane_setup("6"))
 
+    def test_train(self, snap_compare, app, size):
+        assert snap_compare(app, terminal_size=size, run_before=pane_setup("7"))
+
 
 class TestModals:
     def test_help(self, snap_compare, app):

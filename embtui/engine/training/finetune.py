@@ -129,7 +129,7 @@ def make_dev_evaluator(queries: dict[str, str], docs: dict[str, str], qrels: dic
                        spec: "ModelSpec", metric: str, batch_size: int) -> Any:
     """An evaluator the trainer calls every ``eval_steps``: exact search over ``docs`` with the model
     being trained, scored by ``embtui.engine.metrics.evaluate`` (returned as ``dev_<metric>``)."""
-    from embtui.engine.metrics import evaluate
+    from embtui.engine.metrics import evaluate_run
 
     base = _base_evaluator()
 
@@ -154,11 +154,10 @@ def make_dev_evaluator(queries: dict[str, str], docs: dict[str, str], qrels: dic
             scores = np.asarray(q, dtype=np.float32) @ np.asarray(d, dtype=np.float32).T
             k = min(DEV_DEPTH, scores.shape[1])
             top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-            ranked = {}
-            for i, qid in enumerate(self.qids):
-                row = top[i][np.argsort(-scores[i, top[i]], kind="stable")]
-                ranked[qid] = [(self.doc_ids[j], float(scores[i, j])) for j in row]
-            res = evaluate({x: qrels[x] for x in self.qids}, ranked, metrics=list(DEV_METRICS))
+            run = {qid: {self.doc_ids[j]: float(scores[i, j]) for j in top[i]}
+                   for i, qid in enumerate(self.qids)}
+            # the top k by score, ties broken as trec_eval does (evaluate_run)
+            res = evaluate_run({x: qrels[x] for x in self.qids}, run, metrics=list(DEV_METRICS))
             self.last = {m: float(res.aggregate[m]) for m in DEV_METRICS}
             return self.prefix_name_to_metrics(dict(self.last), "dev")
 
@@ -350,6 +349,7 @@ class TrainResult:
     base_dev: dict[str, float] | None
     curves: Curves
     seconds: float
+    loop_seconds: float        # trainer.train() alone (what a plain script's timing covers)
     steps: int
     device: str
     batch_size: int
@@ -375,6 +375,8 @@ def train(data: "TrainingData", base: "ModelSpec", cfg: TrainConfig, doc_text: d
     if cfg.precision != "fp32" and not device.startswith("cuda"):
         raise EmbtuiError(f"{cfg.precision} training needs a CUDA device (this one is {device})",
                           "train in fp32 on the CPU, or pass --device cuda:0")
+    if device.startswith("cuda:"):  # the trainer places the model on the current CUDA device
+        torch.cuda.set_device(int(device.split(":")[1]))
     work.mkdir(parents=True, exist_ok=True)
     curves_path = work / "curves.json"
     previous = latest_checkpoint(work) if resume else None
@@ -429,7 +431,9 @@ def train(data: "TrainingData", base: "ModelSpec", cfg: TrainConfig, doc_text: d
         if resume_from is not None:
             log(f"resuming from {resume_from.name}")
         try:
+            t_loop = time.perf_counter()
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            loop_seconds = time.perf_counter() - t_loop
             break
         except Exception as exc:  # noqa: BLE001
             if not _is_oom(exc):
@@ -443,9 +447,14 @@ def train(data: "TrainingData", base: "ModelSpec", cfg: TrainConfig, doc_text: d
             else:
                 raise EmbtuiError("out of memory even at the smallest batch",
                                   "lower --max-seq-length or use another device") from None
+            del trainer
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
             resume = True
+            if latest_checkpoint(work) is None:  # steps taken before the OOM: start clean again
+                model = load_model(spec, device)
+                if cfg.max_seq_length:
+                    model.max_seq_length = cfg.max_seq_length
     if callback.cancelled:
         curves.state = "cancelled"
         write_json_atomic(curves_path, curves.to_dict())
@@ -457,5 +466,5 @@ def train(data: "TrainingData", base: "ModelSpec", cfg: TrainConfig, doc_text: d
     curves.state = "done"
     write_json_atomic(curves_path, curves.to_dict())
     return TrainResult(out, best[0] if best else None, best[1] if best else None, curves.base_dev,
-                       curves, time.perf_counter() - t0, trainer.state.global_step, device, batch,
+                       curves, time.perf_counter() - t0, loop_seconds, trainer.state.global_step, device, batch,
                        mini, previous.name if previous else None)

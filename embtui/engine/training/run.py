@@ -40,8 +40,8 @@ class FinetuneRequest:
     dev_split: str | None = None
     dev_fraction: float = 0.1
     test_split: str = "test"
-    hard_negatives: int = 0
-    negatives_from: int | None = None
+    hard_negatives: int = 0            # negatives per pair: mined with the base model, or
+    negatives_from: int | None = None  # taken from this run's rankings (then 0 means 3)
     mining: dict[str, Any] = field(default_factory=dict)  # range_min/max, margins, sampling_strategy
     max_pairs: int | None = None
     drop_leaked: bool = False
@@ -53,9 +53,6 @@ class FinetuneRequest:
         check_model_name(self.name)
         if self.hard_negatives < 0:
             raise EmbtuiError(f"--hard-negatives must be 0 or more, got {self.hard_negatives}")
-        if self.hard_negatives and self.negatives_from is not None:
-            raise EmbtuiError("--hard-negatives (mined) and --negatives-from RUN are two sources",
-                              "pass one of them")
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -122,7 +119,7 @@ def prepare_data(store: "Store", req: FinetuneRequest, *, progress: ProgressCall
            else "none") + f" ({data.leakage['note']})")
     if req.negatives_from is not None:
         data, rep = negatives.from_run(store, data, req.negatives_from,
-                                       num_negatives=max(1, req.hard_negatives or 1))
+                                       num_negatives=req.hard_negatives or 3)
         log(f"negatives from run {req.negatives_from}: {rep['pairs_kept']} pairs kept")
     elif req.hard_negatives:
         base = resolve_spec(req.base, store)
@@ -170,7 +167,8 @@ def run_finetune(store: "Store", req: FinetuneRequest, *, progress: ProgressCall
                 else f"dev-judged + seeded sample to {req.config.dev_corpus}"},
         "config": req.config.to_dict(), "request": req.to_dict(),
         "best_step": res.best_step, "best_dev": res.best_dev, "base_dev": res.base_dev,
-        "steps": res.steps, "train_seconds": round(res.seconds, 2), "device": device,
+        "steps": res.steps, "train_seconds": round(res.seconds, 2),
+        "trainer_seconds": round(res.loop_seconds, 2), "device": device,
         "batch_size_used": res.batch_size, "curves": res.curves.to_dict(),
         "warnings": res.curves.warnings, "versions": versions(),
     }
@@ -203,8 +201,10 @@ def evaluate_against_base(store: "Store", project: str, split: str, spec: Any, b
 
     new = run_evaluation(store, EvalRequest(project, spec, split=split, device=device),
                          progress=progress, cancel=cancel).run
+    from embtui.engine.runs import find_identical_run
+
     base_req = EvalRequest(project, base, split=split, device=device)
-    base_run = float_run_of(store, base_req, fingerprint(base, store))
+    base_run = find_identical_run(store, base_req) or float_run_of(store, base_req, fingerprint(base, store))
     if base_run is None:
         base_run = run_evaluation(store, base_req, progress=progress, cancel=cancel).run
     a, b = run_values(store, new, metric), run_values(store, base_run, metric)

@@ -90,7 +90,7 @@ def lineage_text(lin: dict[str, Any] | None) -> Text | str:
         return ""
     base = lin.get("base", {})
     cfg = lin.get("config", {})
-    if lin.get("kind") == "bi-encoder":
+    if lin.get("kind") in ("bi-encoder", "cross-encoder"):
         data = lin.get("data", {})
         neg = (data.get("negatives") or {}).get("source")
         metric = cfg.get("metric", "ndcg@10")

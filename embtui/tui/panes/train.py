@@ -16,19 +16,19 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.widgets import Input, Label, Select, Sparkline, Static
+from textual.widgets import Checkbox, Input, Label, Select, Sparkline, Static
 
 from embtui.tui.actions import bindings
 from embtui.tui.panes.base import Pane, focus_now
 from embtui.tui.widgets.progress_text import eta
 
 LOSS_CHOICES = (("MNRL", "mnrl"), ("cached MNRL", "cmnrl"), ("GIST (base as guide)", "gist"))
-FIELDS = (  # (id, label, default, width)
-    ("train-epochs", "epochs", "1", 6), ("train-lr", "lr", "2e-5", 8), ("train-batch", "batch", "32", 5),
-    ("train-negatives", "hard neg", "0", 4), ("train-maxlen", "max len", "256", 5),
-    ("train-pairs", "pairs", "", 6),
+FIELDS = (  # rows of (id, label, default, width), each row fitting a 57-column pane (80x24)
+    (("train-epochs", "epochs", "1", 4),),
+    (("train-lr", "lr", "2e-5", 6), ("train-batch", "batch", "32", 3), ("train-negatives", "hard neg", "0", 2)),
+    (("train-maxlen", "max len", "256", 5), ("train-pairs", "pairs", "", 6)),
 )
 
 
@@ -41,10 +41,11 @@ class TrainPane(Pane):
     TrainPane { padding: 0 1; }
     TrainPane Horizontal { height: auto; }
     TrainPane .train-label { width: auto; padding: 1 1 0 0; }
-    TrainPane #train-base { width: 28; }
-    TrainPane #train-name { width: 24; }
-    TrainPane #train-loss { width: 26; }
-    TrainPane Sparkline { height: 4; margin: 0 0 1 0; }
+    TrainPane #train-base { width: 26; }
+    TrainPane #train-name { width: 20; }
+    TrainPane #train-loss { width: 22; }
+    TrainPane Checkbox { border: none; padding: 1 0 0 1; height: 3; }
+    TrainPane Sparkline { height: 3; margin: 0 0 1 0; }
     TrainPane #train-status, TrainPane #train-result, TrainPane #train-warnings { height: auto; }
     """
 
@@ -68,19 +69,30 @@ class TrainPane(Pane):
         self.job_state: str = ""
 
     def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield from self._form()
+            yield from self._curves()
+
+    def _form(self) -> ComposeResult:
         with Horizontal():
             yield Label("base", classes="train-label")
             yield Input(id="train-base", placeholder="all-MiniLM-L6-v2")
-            yield Label("new name", classes="train-label")
+            yield Label("new", classes="train-label")
             yield Input(id="train-name", placeholder="e.g. minilm-ft")
-            yield Label("loss", classes="train-label")
-            yield Select(LOSS_CHOICES, value="mnrl", allow_blank=False, id="train-loss")
-        with Horizontal():
-            for fid, label, default, width in FIELDS:
-                yield Label(label, classes="train-label")
-                box = Input(default, id=fid, placeholder="all" if fid == "train-pairs" else "")
-                box.styles.width = width + 4
-                yield box
+        for i, row in enumerate(FIELDS):
+            with Horizontal():
+                if i == 0:
+                    yield Label("loss", classes="train-label")
+                    yield Select(LOSS_CHOICES, value="mnrl", allow_blank=False, id="train-loss")
+                for fid, label, default, width in row:
+                    yield Label(label, classes="train-label")
+                    box = Input(default, id=fid, placeholder="all" if fid == "train-pairs" else "")
+                    box.styles.width = width + 6
+                    yield box
+        yield Checkbox("drop leaked queries (train without them instead of refusing)",
+                       id="train-drop-leaked")
+
+    def _curves(self) -> ComposeResult:
         yield Static("ctrl+s: start · c: cancel · the job runs detached (Jobs pane: r resumes it)",
                      id="train-status")
         yield Label("training loss", id="train-loss-label")
@@ -139,7 +151,8 @@ class TrainPane(Pane):
         return FinetuneRequest(project=project, base=self._value("train-base") or "all-MiniLM-L6-v2",
                                name=self._value("train-name"), config=cfg,
                                hard_negatives=num("train-negatives", int, "hard negatives"),
-                               max_pairs=num("train-pairs", int, "pairs") if pairs else None)
+                               max_pairs=num("train-pairs", int, "pairs") if pairs else None,
+                               drop_leaked=self.query_one("#train-drop-leaked", Checkbox).value)
 
     def action_start_training(self) -> None:
         from embtui.errors import EmbtuiError
