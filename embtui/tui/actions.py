@@ -125,6 +125,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("models", "ctrl+s", "save_spec", "Save spec", "Save the edited model spec"),
     ActionSpec("train", "ctrl+s", "start_training", "Start",
                "Fine-tune the base model on the project's training split (a detached job)"),
+    ActionSpec("train", "e", "edit_form", "Edit", "Move into the training form (base model first)"),
     ActionSpec("train", "c", "cancel_training", "Cancel",
                "Cancel the training job (it keeps a checkpoint; Jobs pane r resumes it)"),
     ActionSpec("project", "i", "start_import", "Path", "Type the path of a BEIR folder or a pairs file"),

@@ -45,6 +45,9 @@ async def test_train_pane_starts_a_job_draws_curves_and_the_model_lands_in_model
         assert app.current_pane == "train"
         assert pane.query_one("#train-base", Input).value == "tiny"  # the selected dense model
         assert pane.query_one("#train-name", Input).value == "tiny-ft"
+        assert app.focused is pane and not app.typing()  # pane keys still work on arrival
+        await pilot.press("e")  # e moves into the form
+        assert app.focused is pane.query_one("#train-base", Input)
         await fill(pilot, pane, **{"train-epochs": "2", "train-batch": "8", "train-maxlen": "32"})
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: pane.job_id is not None, what="job started")

@@ -93,7 +93,7 @@ class TrainPane(Pane):
                        id="train-drop-leaked")
 
     def _curves(self) -> ComposeResult:
-        yield Static("ctrl+s: start · c: cancel · the job runs detached (Jobs pane: r resumes it)",
+        yield Static("e: edit the form · ctrl+s: start · c: cancel · the job runs detached (Jobs pane: r resumes it)",
                      id="train-status")
         yield Label("training loss", id="train-loss-label")
         yield Sparkline([], id="train-loss-curve")
@@ -103,6 +103,9 @@ class TrainPane(Pane):
         yield Static("", id="train-result")
 
     def focus_default(self) -> None:
+        focus_now(self)  # the pane, not a box: pane keys keep working; e moves into the form
+
+    def action_edit_form(self) -> None:
         focus_now(self.query_one("#train-base", Input))
 
     def focus_body(self) -> None:
