@@ -11,6 +11,17 @@ from embtui.cli.output import open_store, print_json, table
 
 def cmd_import(args: argparse.Namespace) -> int:
     store = open_store(args)
+    if args.kind == "queries":
+        from embtui.api.data import import_query_log
+
+        if not args.log:
+            from embtui.errors import EmbtuiError
+
+            raise EmbtuiError("a query log needs a name", "pass --log NAME")
+        res = import_query_log(store, args.path, args.project, args.log, replace=args.replace)
+        print(f"imported query log '{res['log']}' into '{res['project']}': {res['queries']:,} queries, "
+              f"{res['timestamped']:,} with a timestamp")
+        return 0
     if args.kind == "beir":
         from embtui.api.projects import import_beir
 
@@ -43,11 +54,14 @@ def cmd_projects(args: argparse.Namespace) -> int:
 def add_commands(sub: Any) -> None:
     """Register `import` and `projects`."""
     p = sub.add_parser("import", help="import a dataset into a project")
-    p.add_argument("kind", choices=["beir", "pairs"], help="beir: a BEIR folder; pairs: JSONL/CSV/Parquet")
-    p.add_argument("path", help="the folder (beir) or file (pairs)")
+    p.add_argument("kind", choices=["beir", "pairs", "queries"],
+                   help="beir: a BEIR folder; pairs: JSONL/CSV/Parquet; queries: a query log "
+                        "(JSONL/CSV/TSV/Parquet with text and optional timestamp, or .txt one per line)")
+    p.add_argument("path", help="the folder (beir) or file (pairs, queries)")
     p.add_argument("--project", required=True)
     p.add_argument("--replace", action="store_true", help="overwrite an existing project")
     p.add_argument("--split", default="train", help="split for pair files (default train)")
+    p.add_argument("--log", help="name of the query log (queries)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("projects", help="list projects with their counts")

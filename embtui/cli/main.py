@@ -1,7 +1,8 @@
 """The `embtui` command: the parser, the dispatch, and the one place errors become exit codes.
 
 With no command it opens the terminal app. Each command family lives in its own module
-(data, models, pipelines, evaluate, sweep, profile, frontier, route, train, jobs, compare) and
+(data, understand, models, pipelines, evaluate, sweep, profile, frontier, route, train, jobs,
+compare) and
 registers its subcommands with ``add_commands``;
 output.py holds what they share. A mistake or a resource fault is one line and exit 2; a bug
 is one line pointing at a crash log (exit 1); no traceback reaches the terminal.
@@ -28,7 +29,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from embtui import __version__
     from embtui.cli import (compare, data, evaluate, frontier, jobs, models, pipelines, profile, route,
-                            sweep, train)
+                            sweep, train, understand)
 
     parser = argparse.ArgumentParser(
         prog="embtui", description="Choose, check and improve embedding models on your own data. "
@@ -37,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="workspace folder (default: $EMBTUI_WORKSPACE or ./workspaces/default)")
     parser.add_argument("--version", action="version", version=f"embtui {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for family in (data, models, pipelines, evaluate, sweep, profile, frontier, route, train, jobs,
-                   compare):
+    for family in (data, understand, models, pipelines, evaluate, sweep, profile, frontier, route, train,
+                   jobs, compare):
         family.add_commands(sub)
     return parser
 

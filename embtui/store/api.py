@@ -15,6 +15,7 @@ from embtui.errors import EmbtuiError, NotFound
 from embtui.store.db import Workspace
 from embtui.store.inflight import refuse_while_jobs_run
 from embtui.store.profiles import ProfilesRepo
+from embtui.store.query_logs import QueryLogsRepo
 from embtui.store.runs import RunsRepo, _arrow, _loads
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def check_project_name(name: Any) -> str:
     return name
 
 
-class Store(RunsRepo, ProfilesRepo):
+class Store(RunsRepo, ProfilesRepo, QueryLogsRepo):
     """All reads and writes of one workspace. Every method is one short DB session. The runs
     table family (runs, metrics, per-query metrics, rankings) lives in store/runs.py."""
 
@@ -190,6 +191,7 @@ class Store(RunsRepo, ProfilesRepo):
             self._delete_project(con, pid)
             con.execute("DELETE FROM annotations WHERE project = ?", [name])
             con.execute("DELETE FROM qrels_overlay WHERE project = ?", [name])
+            con.execute("DELETE FROM query_logs WHERE project = ?", [name])
 
     def corpus(self, project: str) -> Corpus:
         with self.ws.connect() as con:

@@ -164,6 +164,18 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (project, model_name, device, precision)
         )""",
     ],
+    # 5: query logs — production queries without judgments (text, optional UNIX timestamp), named
+    #    per project NAME, for drift against the evaluated splits
+    [
+        """CREATE TABLE IF NOT EXISTS query_logs (
+            project VARCHAR NOT NULL,
+            log VARCHAR NOT NULL,
+            row_no INTEGER NOT NULL,
+            text VARCHAR NOT NULL,
+            ts DOUBLE,
+            PRIMARY KEY (project, log, row_no)
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
