@@ -28,7 +28,7 @@ def _num(x: float) -> str:
         return f"{x:,.0f}"
     if abs(x) >= 10 or float(x).is_integer():
         return f"{x:.0f}"
-    return f"{x:.2f}"
+    return f"{x:.1f}" if abs(x) >= 1 else f"{x:.2f}"
 
 
 def histogram_lines(summary: dict[str, Any], width: int = 40, max_rows: int = 10) -> list[str]:

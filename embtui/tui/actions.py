@@ -15,6 +15,8 @@ PANES: tuple[tuple[str, str, str], ...] = (
     ("models", "Models & Devices", "5"),
     ("project", "Project", "6"),
     ("train", "Train", "7"),
+    ("space", "Space", "8"),
+    ("drift", "Drift", "9"),
 )
 PANE_TITLES = {pid: title for pid, title, _ in PANES}
 
@@ -22,6 +24,7 @@ SCOPE_TITLES = {
     "app": "Everywhere", "sidebar": "Sidebar (workspace tree)", "query": "Query pane",
     "metrics": "Metrics pane", "failures": "Failures pane", "jobs": "Jobs pane",
     "models": "Models & Devices pane", "project": "Project pane", "train": "Train pane",
+    "space": "Space pane", "drift": "Drift pane",
 }
 
 
@@ -48,20 +51,20 @@ class ActionSpec:
         return self.key_display or self.key.replace("question_mark", "?").split(",")[0]
 
 
-# Pane keys (lazygit/k9s habit): 1-7 switch panes whenever no text box has focus; in a box they
-# type, and alt+1-7 switch instead (escape leaves the box). The footer shows the pair that works
+# Pane keys (lazygit/k9s habit): 1-9 switch panes whenever no text box has focus; in a box they
+# type, and alt+1-9 switch instead (escape leaves the box). The footer shows the pair that works
 # where the focus is (EmbtuiApp.check_action); `/` goes to the query box from anywhere.
 ACTIONS: tuple[ActionSpec, ...] = (
     *(ActionSpec("app", f"{key},alt+{key}", f"show_pane('{pid}')", title.split(" ")[0],
-                 f"Show the {title} pane", show=key == "1", key_display="1-7", footer="Panes")
+                 f"Show the {title} pane", show=key == "1", key_display="1-9", footer="Panes")
       for pid, title, key in PANES),
     *(ActionSpec("app", f"alt+{key}", f"jump_pane('{pid}')", title.split(" ")[0],
                  f"Show the {title} pane from inside a text box", show=key == "1",
-                 key_display="alt+1-7", footer="Panes", priority=True, palette=False,
+                 key_display="alt+1-9", footer="Panes", priority=True, palette=False,
                  in_help=False)
       for pid, title, key in PANES),
     ActionSpec("app", "escape", "leave_input", "Leave box",
-               "Leave a text box (then 1-7 and the pane keys work)", key_display="esc",
+               "Leave a text box (then 1-9 and the pane keys work)", key_display="esc",
                palette=False),
     ActionSpec("app", "slash", "search", "Search",
                "Type a query: the Query pane with the focus in its box (from any pane)",
@@ -128,6 +131,15 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("train", "e", "edit_form", "Edit", "Move into the training form (base model first)"),
     ActionSpec("train", "c", "cancel_training", "Cancel",
                "Cancel the training job (it keeps a checkpoint; Jobs pane r resumes it)"),
+    ActionSpec("space", "m", "next_method", "Method", "Switch the projection: PCA or UMAP (umap-learn)"),
+    ActionSpec("space", "c", "next_colour", "Colour",
+               "Colour by k-means cluster, or by relevance to the query under the cursor"),
+    ActionSpec("space", "k", "next_k", "Clusters", "k-means with 4, 8 or 16 clusters"),
+    ActionSpec("drift", "e", "edit_form", "Edit", "Move into the reference and current boxes"),
+    ActionSpec("drift", "ctrl+s", "run_drift", "Measure",
+               "Measure the drift of the current set against the reference through the selected model"),
+    ActionSpec("project", "p", "profile", "Profile",
+               "Profile the data: lengths, tokens and truncation per selected model, duplicates, overlap"),
     ActionSpec("project", "i", "start_import", "Path", "Type the path of a BEIR folder or a pairs file"),
     ActionSpec("project", "ctrl+s", "run_import", "Import",
                "Import the folder or file in the form (kind detected from the path)"),

@@ -32,6 +32,8 @@ from embtui.tui.panes.metrics import MetricsPane
 from embtui.tui.panes.models import ModelsPane
 from embtui.tui.panes.project import ProjectPane
 from embtui.tui.panes.query import QueryPane
+from embtui.tui.panes.drift import DriftPane
+from embtui.tui.panes.space import SpacePane
 from embtui.tui.panes.train import TrainPane
 from embtui.tui.widgets.sidebar import WorkspaceTree
 from embtui.tui.widgets.status_bar import StatusBar
@@ -42,9 +44,11 @@ if TYPE_CHECKING:  # pragma: no cover
 PANE_CLASSES: dict[str, type[Pane]] = {
     "query": QueryPane, "metrics": MetricsPane, "failures": FailuresPane, "jobs": JobsPane,
     "models": ModelsPane, "project": ProjectPane, "train": TrainPane,
+    "space": SpacePane, "drift": DriftPane,
 }
 SHORT_TITLES = {"query": "Query", "metrics": "Metrics", "failures": "Failures", "jobs": "Jobs",
-                "models": "Models", "project": "Project", "train": "Train"}
+                "models": "Models", "project": "Project", "train": "Train",
+                "space": "Space", "drift": "Drift"}
 JOB_POLL_S = 0.5
 
 
@@ -332,7 +336,7 @@ class EmbtuiApp(OrderedKeysMixin, WorkspaceWatchMixin, App[int]):
 
     # -- actions ---------------------------------------------------------------------------------
     def typing(self) -> bool:
-        """Whether a text box has focus (there 1-7 and the letters type; alt+1-7 switch panes)."""
+        """Whether a text box has focus (there 1-9 and the letters type; alt+1-9 switch panes)."""
         from textual.widgets import Input
 
         focused = self.focused
@@ -362,7 +366,7 @@ class EmbtuiApp(OrderedKeysMixin, WorkspaceWatchMixin, App[int]):
         pane.focus_default()
 
     def action_jump_pane(self, pid: str) -> None:
-        """alt+1-7: switch panes from inside a text box too."""
+        """alt+1-9: switch panes from inside a text box too."""
         self.action_show_pane(pid)
 
     def action_search(self) -> None:

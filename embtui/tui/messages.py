@@ -37,6 +37,8 @@ class WorkspaceData:
     """Saved view state per project (split, models, k, baseline per split)."""
     lineage: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Models trained or distilled here: their lineage records (base, data, loss, best step...)."""
+    drift: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per project, the latest drift of a query log (``api.data.latest_drift``)."""
 
     def project(self, name: str | None) -> "ProjectInfo | None":
         return next((p for p in self.projects if p.name == name), None)

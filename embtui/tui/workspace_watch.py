@@ -37,6 +37,7 @@ def db_signature(root: str | Path) -> tuple[Any, ...]:
 
 def read_workspace(store: "Store") -> WorkspaceData:
     """One read of what the app shows: projects, saved specs, runs, and the saved view states."""
+    from embtui.api.data import latest_drift
     from embtui.api.training import model_lineage
 
     models = store.list_models()
@@ -45,8 +46,14 @@ def read_workspace(store: "Store") -> WorkspaceData:
         rec = model_lineage(store, name)
         if rec:
             lineage[name] = rec
-    return WorkspaceData(str(store.ws.root), tuple(store.list_projects()), models,
-                         tuple(store.list_runs()), views=store.view_states(), lineage=lineage)
+    projects = tuple(store.list_projects())
+    drift = {}
+    for p in projects:
+        rec = latest_drift(store, p.name)
+        if rec:
+            drift[p.name] = rec
+    return WorkspaceData(str(store.ws.root), projects, models,
+                         tuple(store.list_runs()), views=store.view_states(), lineage=lineage, drift=drift)
 
 
 def _content(data: WorkspaceData) -> tuple[Any, ...]:

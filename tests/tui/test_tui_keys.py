@@ -1,5 +1,5 @@
 """Keys as fast typists (and tmux send-keys) deliver them: none lost after a focus change, pane
-keys from anywhere (1-7 outside a text box, alt+1-7 inside), `/` to the query box, the footer
+keys from anywhere (1-9 outside a text box, alt+1-9 inside), `/` to the query box, the footer
 saying which keys work where the focus is."""
 
 from __future__ import annotations
@@ -143,12 +143,12 @@ async def test_the_footer_shows_the_keys_that_work_where_the_focus_is(ws):
     async with app.run_test(size=(160, 40)) as pilot:
         await settle(pilot)
         inside = footer_text(app)  # the query box has the focus
-        assert "alt+1-7 Panes" in inside and "esc Leave box" in inside
-        assert "/ Search" not in inside and " 1-7 Panes" not in inside
+        assert "alt+1-9 Panes" in inside and "esc Leave box" in inside
+        assert "/ Search" not in inside and " 1-9 Panes" not in inside
         type_at_once(app, "escape")
         await settle(pilot)
         outside = footer_text(app)
-        assert "1-7 Panes" in outside and "alt+1-7" not in outside
+        assert "1-9 Panes" in outside and "alt+1-9" not in outside
         assert "/ Search" in outside and "Leave box" not in outside
 
 
@@ -177,7 +177,7 @@ async def test_keys_typed_before_the_panes_mount_wait_for_them(ws):
 
 def test_alt_digits_from_a_real_terminal_read_as_alt_keys():
     """Terminals send alt+5 as ESC then 5; Textual alone reads that as "∞" (macOS option+5), so
-    alt+1-6 never fired outside Pilot and escape-then-5 typed "∞" into the query box."""
+    alt+1-9 never fired outside Pilot and escape-then-5 typed "∞" into the query box."""
     import embtui.tui.keys  # noqa: F401  (the app imports it before the driver starts)
     from textual._xterm_parser import XTermParser
 

@@ -3,6 +3,8 @@ elapsed times masked). Regenerate with `pytest tests/tui/test_tui_snapshots.py -
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from embtui.tui.app import EmbtuiApp
@@ -12,6 +14,7 @@ from embtui.tui.widgets.hit_list import HitList
 
 SIZES = [(80, 24), (160, 48)]
 QUERY_5 = "1/2000 in UK have abnormal PrP positivity."
+NQ = Path(__file__).resolve().parents[1] / "data" / "nq_questions.txt"
 
 
 @pytest.fixture()
@@ -85,6 +88,30 @@ class TestPanes:
 
     def test_train(self, snap_compare, app, size):
         assert snap_compare(app, terminal_size=size, run_before=pane_setup("7"))
+
+    def test_space(self, snap_compare, app, size):
+        assert snap_compare(app, terminal_size=size, run_before=pane_setup("8"))
+
+    def test_drift(self, snap_compare, app, size):
+        async def run_before(pilot):
+            await steady(pilot)
+            nq = [line.strip() for line in NQ.read_text().splitlines() if line.strip()]
+            pilot.app.store.save_query_log("demo", "web", nq[:120], [None] * 120)
+            await pilot.press("escape", "9")
+            await settle(pilot)
+            await pilot.press("ctrl+s")
+            await settle(pilot, timeout=120)
+            pilot.app.pane("drift").status("")  # it says how long the measurement took
+            await redraw(pilot)
+        assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+    def test_project_profile(self, snap_compare, app, size):
+        async def run_before(pilot):
+            await pane_setup("6")(pilot)
+            await pilot.press("p")
+            await settle(pilot, timeout=60)
+            await redraw(pilot)
+        assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
 class TestModals:

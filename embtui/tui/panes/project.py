@@ -49,6 +49,9 @@ class ProjectPane(Pane):
         with VerticalScroll():
             yield Static(id="project-facts")
             yield DataTable(id="split-table", cursor_type="row", zebra_stripes=True)
+            yield Label("Data profile", classes="section-title")
+            yield Static(Text("p: profile the data (lengths, each selected model's tokens and truncation, "
+                              "duplicates, judgments, lexical overlap)", style="dim"), id="project-profile")
             yield Label("Import a dataset", classes="section-title")
             with Horizontal(classes="form-row"):
                 yield Label("kind", classes="form-label")
@@ -102,6 +105,50 @@ class ProjectPane(Pane):
 
     def focus_default(self) -> None:
         focus_now(self.query_one("#split-table", DataTable))
+
+    # -- profile ---------------------------------------------------------------------------------
+    class Profiled(Message, bubble=False):
+        def __init__(self, lines: list[str] | None, error: str = "") -> None:
+            super().__init__()
+            self.lines = lines
+            self.error = error
+
+    def dense_models(self) -> list[str]:
+        data = self.data
+        out = []
+        for m in self.context.models:
+            spec = (data.spec_dict(m) if data else None) or {}
+            if m != "bm25" and spec.get("model") != "bm25" and not spec.get("stages"):
+                out.append(m)
+        return out
+
+    def action_profile(self) -> None:
+        project = self.context.project
+        if not project or self.store is None:
+            return
+        models = self.dense_models()
+        self.query_one("#project-profile", Static).update(
+            Text(f"profiling {project}" + (f" with {', '.join(models)}" if models else "") + " …", style="dim"))
+        self.profile(project, models)
+
+    @work(thread=True, exclusive=True, group="profile", exit_on_error=False, description="profile the data")
+    def profile(self, project: str, models: list[str]) -> None:
+        from embtui.api.data import inspect
+        from embtui.api.textplot import profile_lines
+        from embtui.errors import EmbtuiError
+
+        try:
+            self.post_message(self.Profiled(profile_lines(inspect(self.store, project, models), width=30)))
+        except EmbtuiError as exc:
+            self.post_message(self.Profiled(None, str(exc)))
+
+    @on(Profiled)
+    def show_profile(self, message: Profiled) -> None:
+        box = self.query_one("#project-profile", Static)
+        if message.lines is None:
+            box.update(Text(message.error, style="red"))
+        else:
+            box.update(Text("\n".join(message.lines)))
 
     # -- import ----------------------------------------------------------------------------------
     @on(Select.Changed, "#import-kind")

@@ -96,7 +96,7 @@ class QueryPane(LiveColumns, Pane):
         yield Horizontal(id="hit-columns")
 
     def focus_default(self) -> None:
-        """A pane key lands on the results, not in the box: the next 1-7 switches panes again
+        """A pane key lands on the results, not in the box: the next 1-9 switches panes again
         (`/` goes to the box)."""
         self.focus_body()
 
@@ -174,7 +174,7 @@ class QueryPane(LiveColumns, Pane):
         info = self.query_one("#query-info", Static)
         if qid is None:
             info.update("free text · ctrl+o: pick a dataset query · esc: leave the box "
-                        "(then 1-7 panes, ? help) · alt+1-7: panes from the box")
+                        "(then 1-9 panes, ? help) · alt+1-9: panes from the box")
         else:
             rel = sum(1 for g in self.qrels.get(qid, {}).values() if g > 0)
             info.update(Text.assemble("dataset query ", (qid, "bold"),

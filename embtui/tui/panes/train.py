@@ -35,7 +35,7 @@ FIELDS = (  # rows of (id, label, default, width), each row fitting a 57-column 
 class TrainPane(Pane):
     PANE_ID = "train"
     BINDINGS = bindings("train")
-    can_focus = True  # escape from a box lands on the pane itself, where c and 1-7 act
+    can_focus = True  # escape from a box lands on the pane itself, where c and 1-9 act
 
     DEFAULT_CSS = """
     TrainPane { padding: 0 1; }

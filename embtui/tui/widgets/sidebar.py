@@ -49,6 +49,8 @@ class WorkspaceTree(Tree[NodeData]):
             label = Text.assemble(("● " if current else "○ "),
                                   (project.name + "  ", "bold" if current else ""),
                                   (f"{project.documents} docs", "dim"))
+            if (data.drift.get(project.name) or {}).get("drifted"):
+                label.append("  ⚠ drift", style="bold yellow")
             pnode = self.root.add(label, data=("project", project.name),
                                   expand=current and project.name not in self._collapsed)
             if ("project", project.name) == cursor:

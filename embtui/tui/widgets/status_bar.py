@@ -31,6 +31,6 @@ class StatusBar(Static):
             text.append(f"  │ {self.jobs}")
         if self.engine:
             text.append(f"  │ {self.engine}", "dim")
-        text.append("  │ 1-7 panes  ? help", "dim")
+        text.append("  │ 1-9 panes  ? help", "dim")
         text.truncate(max(self.size.width - 2, 10), overflow="ellipsis")
         return text
