@@ -8,6 +8,7 @@ so the sidebar and the Drift pane can raise an alert without recomputing anythin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -69,6 +70,17 @@ def latest_drift(store: "Store", project: str) -> dict[str, Any] | None:
     return read_json(_drift_file(store, project))
 
 
+_TOKENIZERS: dict[tuple[str, str], ModelTokenizer] = {}
+
+
+def _tokenizer(name: str, key: str, spec: Any) -> ModelTokenizer:
+    """One tokenizer per (model, spec), kept: the Query pane tokenizes on every pause in typing."""
+    tok = _TOKENIZERS.get((name, key))
+    if tok is None:
+        tok = _TOKENIZERS[(name, key)] = ModelTokenizer(name, spec)
+    return tok
+
+
 def tokenize_side_by_side(store: "Store", models: Sequence[str], text: str) -> list[dict[str, Any]]:
     """How each model's tokenizer cuts ``text``: pieces, [UNK]s and where the max length cuts."""
     from embtui.engine.models import resolve_spec
@@ -79,7 +91,7 @@ def tokenize_side_by_side(store: "Store", models: Sequence[str], text: str) -> l
         if spec.is_bm25 or spec.is_pipeline:
             continue
         try:
-            tok = ModelTokenizer(name, spec)
+            tok = _tokenizer(name, json.dumps(spec.to_dict(), sort_keys=True, default=str), spec)
         except EmbtuiError as exc:
             out.append({"model": name, "error": str(exc)})
             continue

@@ -101,25 +101,32 @@ class ModelTokenizer:
 
 
 def word_pieces(tok: ModelTokenizer, texts: Sequence[str]) -> tuple[dict[str, list[str]], Counter, int, int, int]:
-    """(word -> its pieces, word frequencies, pieces in words, words, [UNK] pieces) over ``texts``."""
+    """(word -> its pieces, word frequencies, pieces in words, words, [UNK] pieces) over ``texts``.
+
+    An encoding's attributes are read once each (every read builds a new list), and the pieces
+    are grouped per word with numpy; only the distinct words' strings are built in Python."""
     pieces_of: dict[str, list[str]] = {}
     freq: Counter = Counter()
     n_pieces = n_words = n_unk = 0
     for text, enc in zip(texts, tok.encode(texts)):
-        groups: dict[int, list[int]] = {}
-        for i, w in enumerate(enc.word_ids):
-            if w is not None:
-                groups.setdefault(w, []).append(i)
-        for idxs in groups.values():
-            start, end = enc.offsets[idxs[0]][0], enc.offsets[idxs[-1]][1]
-            word = text[start:end].lower()
+        wids = np.array([-1 if w is None else w for w in enc.word_ids], dtype=np.int64)
+        inword = np.flatnonzero(wids >= 0)
+        if not len(inword):
+            continue
+        w = wids[inword]
+        starts = np.r_[0, np.flatnonzero(np.diff(w)) + 1]  # a word's pieces are contiguous
+        ends = np.r_[starts[1:], len(w)]
+        offsets = enc.offsets
+        tokens = enc.tokens
+        n_pieces += len(inword)
+        n_words += len(starts)
+        if tok.unk_id is not None:
+            n_unk += int(np.count_nonzero(np.asarray(enc.ids)[inword] == tok.unk_id))
+        for a, b in zip(inword[starts].tolist(), inword[ends - 1].tolist()):
+            word = text[offsets[a][0]:offsets[b][1]].lower()
             freq[word] += 1
             if word not in pieces_of:
-                pieces_of[word] = [enc.tokens[i] for i in idxs]
-            n_pieces += len(idxs)
-            n_words += 1
-            if tok.unk_id is not None:
-                n_unk += sum(1 for i in idxs if enc.ids[i] == tok.unk_id)
+                pieces_of[word] = tokens[a:b + 1]
     return pieces_of, freq, n_pieces, n_words, n_unk
 
 

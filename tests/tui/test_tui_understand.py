@@ -14,6 +14,17 @@ from tests.conftest import REPO
 NQ = REPO / "tests" / "data" / "nq_questions.txt"
 
 
+async def until(pilot, predicate, timeout=30.0):
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+        await settle(pilot)
+
+
 def make_app(ws):
     return EmbtuiApp(ws, warmup=False, poll_jobs=False, device_lister=lambda: [])
 
@@ -100,3 +111,19 @@ async def test_project_pane_profiles_the_data_with_the_selected_models_tokenizer
         text = text_of(app.pane("project"), "project-profile")
         assert "400 documents" in text and "lexical overlap test" in text
         assert "tiny (max length 64 tokens)" in text and "truncated:" in text and "│" in text
+
+
+async def test_query_pane_tokenizer_view_shows_each_models_pieces(ws):
+    app = make_app(ws)
+    async with app.run_test(size=(140, 44)) as pilot:
+        await settle(pilot)
+        pane = app.pane("query")
+        box = pane.query_one("#query-tokens", Static)
+        assert not box.display
+        await pilot.press("ctrl+t", *"pembrolizumab works")
+        await until(pilot, lambda: "works" in str(box.render()))  # after the typing debounce
+        text = str(box.render())
+        assert box.display and "tiny" in text and "pe ##mb ##rol ##iz ##uma ##b" in text
+        assert "[CLS]" in text and "tokens" in text and "bm25" not in text
+        await pilot.press("ctrl+t")
+        assert not box.display

@@ -93,6 +93,7 @@ class QueryPane(LiveColumns, Pane):
     def compose(self) -> ComposeResult:
         yield Input(placeholder="type a query · ctrl+o: pick a dataset query", id="query-input")
         yield Static("free text", id="query-info", classes="hint")
+        yield Static("", id="query-tokens")
         yield Horizontal(id="hit-columns")
 
     def focus_default(self) -> None:
@@ -196,6 +197,54 @@ class QueryPane(LiveColumns, Pane):
     def watch_text(self, text: str) -> None:
         self.match_dataset_query(text)
         self.search_now()
+        if self.show_tokens:
+            self.tokenize(text, self.context.models)
+
+    # -- the tokenizer view ------------------------------------------------------------------------
+    show_tokens = False
+
+    class Tokenized(Message, bubble=False):
+        def __init__(self, text: str, rows: list[dict]) -> None:
+            super().__init__()
+            self.text = text
+            self.rows = rows
+
+    def action_toggle_tokens(self) -> None:
+        self.show_tokens = not self.show_tokens
+        box = self.query_one("#query-tokens", Static)
+        box.display = self.show_tokens
+        if self.show_tokens:
+            self.tokenize(self.text, self.context.models)
+
+    @work(thread=True, exclusive=True, group="tokens", exit_on_error=False, description="tokenize the query")
+    def tokenize(self, text: str, models: tuple[str, ...]) -> None:
+        from embtui.api.data import tokenize_side_by_side
+
+        if self.store is not None:
+            self.post_message(self.Tokenized(text, tokenize_side_by_side(self.store, models, text)))
+
+    @on(Tokenized)
+    def show_tokenized(self, message: Tokenized) -> None:
+        out = Text()
+        if not message.text.strip():
+            out.append("type a query to see how each model's tokenizer cuts it", style="dim")
+        elif not message.rows:
+            out.append("no selected model has a tokenizer (bm25 and pipelines have none)", style="dim")
+        for row in message.rows:
+            if out:
+                out.append("\n")
+            if "error" in row:
+                out.append(f"{row['model']}: {row['error']}", style="red")
+                continue
+            cut = row["cut_at"]
+            out.append(f"{row['model']} ", style="bold")
+            out.append(f"{row['count']} tokens" + (f", cut at {cut}" if cut else "")
+                       + (f", {row['unknown']} unknown" if row["unknown"] else "") + ": ", style="dim")
+            for i, piece in enumerate(row["pieces"]):
+                style = "red bold" if row["unknown"] and piece == "[UNK]" else (
+                    "dim strike" if cut is not None and i >= cut else ("cyan" if i % 2 else ""))
+                out.append(piece + " ", style=style)
+        self.query_one("#query-tokens", Static).update(out)
 
     @on(Input.Submitted, "#query-input")
     def query_entered(self, event: Input.Submitted) -> None:
