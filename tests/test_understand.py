@@ -316,3 +316,20 @@ def test_inspect_cli_prints_the_profile(demo_ws, capsys) -> None:
     assert main(["--workspace", str(demo_ws.ws.root), "inspect", "--project", "demo", "--model", MINILM]) == 0
     out = capsys.readouterr().out
     assert "truncated: 279 documents (69.8%)" in out and "lexical overlap test" in out and "│" in out
+
+
+def test_umap_projection_equals_umap_learn_on_the_same_vectors_and_is_cached(demo_ws) -> None:
+    pytest.importorskip("umap")
+    import umap
+
+    from embtui.api.data import build_space
+
+    view = build_space(demo_ws, "demo", MINILM, method="umap", with_queries=False)
+    assert view.coords.shape == (400, 2) and np.isfinite(view.coords).all()
+    from embtui.engine.space import embed
+
+    vecs = embed(demo_ws, MINILM, demo_ws.corpus("demo").encode_texts(), "document")
+    ref = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=sp.SEED).fit_transform(vecs)
+    np.testing.assert_allclose(view.coords, ref, atol=1e-4)
+    again = build_space(demo_ws, "demo", MINILM, method="umap", with_queries=False)  # from the cache
+    assert np.array_equal(again.coords, view.coords) and again.seconds["projection"] < view.seconds["projection"]

@@ -104,7 +104,7 @@ def empty_ids(ids: Sequence[str], texts: Sequence[str]) -> list[str]:
     return [i for i, t in zip(ids, texts) if not t.strip()]
 
 
-def near_duplicates(vectors: np.ndarray, threshold: float = 0.95, *, chunk: int = 2048,
+def near_duplicates(vectors: np.ndarray, threshold: float = 0.95, *, chunk: int | None = None,
                     max_pairs: int = 10_000, exclude_exact: Sequence[str] | None = None,
                     ) -> tuple[list[tuple[int, int, float]], int]:
     """(pairs (i, j, cosine) with i < j and cosine >= ``threshold``, most similar first, at most
@@ -113,13 +113,19 @@ def near_duplicates(vectors: np.ndarray, threshold: float = 0.95, *, chunk: int 
     v = np.asarray(vectors, dtype=np.float32)
     v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
     n = len(v)
+    if chunk is None:  # a block of similarities stays near 128 MB whatever the corpus size
+        chunk = int(min(4096, max(16, (128 << 20) // (4 * max(n, 1)))))
     found: list[tuple[int, int, float]] = []
     total = 0
     for s in range(0, n, chunk):
         sims = v[s:s + chunk] @ v[s:].T  # the upper triangle only: rows s.., columns s..
-        rows, cols = np.nonzero(sims >= threshold)
-        keep = cols > rows  # column index is offset by s as rows are: j > i
-        rows, cols = rows[keep], cols[keep]
+        m = len(sims)
+        sims[:, :m][np.tril_indices(m)] = -2.0  # a row with itself and pairs seen from the other side
+        hot = np.flatnonzero(sims.max(axis=1) >= threshold)  # one pass; nonzero only where needed
+        if not len(hot):
+            continue
+        rows, cols = np.nonzero(sims[hot] >= threshold)
+        rows = hot[rows]
         for r, c in zip(rows.tolist(), cols.tolist()):
             i, j = s + r, s + c
             if exclude_exact is not None and exclude_exact[i] == exclude_exact[j]:

@@ -77,8 +77,12 @@ def umap_projection(x: np.ndarray, *, n_neighbors: int = 15, min_dist: float = 0
         from embtui.errors import EmbtuiError
 
         raise EmbtuiError("UMAP needs the umap-learn package", "pip install umap-learn, or use --method pca") from None
+    import warnings
+
     reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric="cosine", random_state=seed)
-    coords = np.asarray(reducer.fit_transform(np.asarray(x, dtype=np.float32)), dtype=np.float32)
+    with warnings.catch_warnings():  # "n_jobs overridden by random_state": seeded is the point
+        warnings.simplefilter("ignore", UserWarning)
+        coords = np.asarray(reducer.fit_transform(np.asarray(x, dtype=np.float32)), dtype=np.float32)
     return Projection(coords, "umap", (), {"n_neighbors": n_neighbors, "min_dist": min_dist, "seed": seed})
 
 

@@ -108,7 +108,11 @@ def word_pieces(tok: ModelTokenizer, texts: Sequence[str]) -> tuple[dict[str, li
     pieces_of: dict[str, list[str]] = {}
     freq: Counter = Counter()
     n_pieces = n_words = n_unk = 0
-    for text, enc in zip(texts, tok.encode(texts)):
+    def encodings():  # in batches: a list of every Encoding of 20,000 abstracts is ~1 GB
+        for s in range(0, len(texts), 1024):
+            yield from zip(texts[s:s + 1024], tok.encode(texts[s:s + 1024]))
+
+    for text, enc in encodings():
         wids = np.array([-1 if w is None else w for w in enc.word_ids], dtype=np.int64)
         inword = np.flatnonzero(wids >= 0)
         if not len(inword):
@@ -213,7 +217,8 @@ def profile_dataset(store: "Store", project: str, models: Sequence[str] = (), *,
     out["judgments"] = [ds.judgments(s, store.queries(project, s), q).to_dict() for s, q in splits.items()]
     meter.update(2)
     qterms_all = dict(zip(queries, analyse_terms(list(queries.values()))))
-    dterms = dict(zip(corpus.ids, analyse_terms(doc_texts)))
+    judged_docs = [i for i, d in enumerate(corpus.ids) if d in relevant_ids]  # overlap needs only these
+    dterms = dict(zip([corpus.ids[i] for i in judged_docs], analyse_terms([doc_texts[i] for i in judged_docs])))
     overlaps = {s: ds.lexical_overlap(s, qterms_all, dterms, q) for s, q in splits.items()}
     out["lexical_overlap"] = {s: o.to_dict() for s, o in overlaps.items()}
     out["lexical_vs_dense"] = _lexical_vs_dense(store, project, overlaps)
