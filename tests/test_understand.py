@@ -333,3 +333,43 @@ def test_umap_projection_equals_umap_learn_on_the_same_vectors_and_is_cached(dem
     np.testing.assert_allclose(view.coords, ref, atol=1e-4)
     again = build_space(demo_ws, "demo", MINILM, method="umap", with_queries=False)  # from the cache
     assert np.array_equal(again.coords, view.coords) and again.seconds["projection"] < view.seconds["projection"]
+
+
+def test_judged_timestamped_queries_get_retrieval_quality_per_window(tmp_path: Path) -> None:
+    """Queries whose metadata carries a timestamp: drift per week with the run's NDCG@10 beside it,
+    equal to the mean of the stored per-query values of that week."""
+    import shutil
+
+    from embtui.api.data import drift
+    from embtui.api.evaluations import plan_evaluation, run_inline
+    from embtui.api.models import ModelSpec
+    from embtui.api.projects import import_beir
+    from embtui.api.workspace import Store
+    from embtui.engine.demo import seed_demo_vectors
+    from tests.conftest import DEMO
+
+    src = tmp_path / "demo"
+    shutil.copytree(DEMO, src)
+    test_ids = [line.split("\t")[0] for line in (src / "qrels" / "test.tsv").read_text().splitlines()[1:]]
+    week = {q: i % 2 for i, q in enumerate(dict.fromkeys(test_ids))}
+    rows = [json.loads(x) for x in (src / "queries.jsonl").read_text().splitlines() if x.strip()]
+    t0 = 1_764_547_200
+    for r in rows:
+        if r["_id"] in week:
+            r["metadata"] = {"timestamp": t0 + week[r["_id"]] * 7 * 86400 + 3600}
+    (src / "queries.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    store = Store.open(tmp_path / "ws")
+    import_beir(store, src, "p")
+    seed_demo_vectors(store)
+    store.save_model(MINILM, ModelSpec(MINILM).to_dict())
+    [outcome] = run_inline(plan_evaluation(store, "p", [MINILM], split="test"))
+    res = drift(store, "p", MINILM, "train", "test", window="week", save=False)
+    per = store.run_query_metrics(outcome.run.id)
+    assert res["quality"] == {"metric": "ndcg@10", "run": outcome.run.id}
+    assert [w["window"] for w in res["windows"]] == ["2025-W49", "2025-W50"]
+    for w, k in zip(res["windows"], (0, 1)):
+        want = np.mean([per[q]["ndcg@10"] for q, wk in week.items() if wk == k])
+        assert w["ndcg@10"] == pytest.approx(want) and w["n"] == sum(1 for v in week.values() if v == k)
+    from embtui.api.textplot import drift_lines
+
+    assert "ndcg@10 (run" in "\n".join(drift_lines(res))

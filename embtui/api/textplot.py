@@ -204,13 +204,19 @@ def drift_lines(r: dict[str, Any]) -> list[str]:
         for t in c["examples"][:2]:
             out.append(f"      {t}")
     if r.get("windows"):
-        out += ["", "per window:  window  n  centroid  MMD p  AUC  PSI"]
+        q = r.get("quality")
+        out += ["", "per window:  window  n  centroid  MMD p  AUC  PSI" + (
+            f"  {q['metric']} (run {q['run']})" if q else "")]
         for w in r["windows"]:
             if isinstance(w["mmd_p"], (int, float)) and not math.isnan(w["mmd_p"]):
                 auc_w = "–" if w["auc"] is None else f"{w['auc']:.3f}"
                 flag = "  ← drift" if w["drifted"] else ""
+                qual = ""
+                if q:
+                    v = w.get(q["metric"])
+                    qual = "  –" if v is None else f"  {v:.4f}"
                 out.append(f"  {w['window']}  {w['n']:>5}  {w['centroid_shift']:.4f}  {w['mmd_p']:.4f}  {auc_w}  "
-                           f"{w['psi']:.3f}{flag}")
+                           f"{w['psi']:.3f}{qual}{flag}")
             else:
                 out.append(f"  {w['window']}  {w['n']:>5}  (too few queries)")
     return out
