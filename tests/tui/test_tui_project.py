@@ -200,3 +200,22 @@ async def test_replace_checkbox_reads_without_colour(ws):
         box.value = True
         await pilot.pause()
         assert "X" in box.render().plain.split("replace")[0]
+
+
+async def test_import_a_query_log_into_the_current_project(ws, tmp_path):
+    log = tmp_path / "prod.csv"
+    log.write_text("text,timestamp\nvitamin d and bones,2025-12-01T10:00:00Z\nstatins,\n")
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False)
+    async with app.run_test(size=(120, 48)) as pilot:
+        pane = await open_project(pilot)
+        pane.query_one("#import-kind").value = "queries"
+        await pilot.pause()
+        assert "log name" in str(pane.query_one("#import-name-label").render())
+        pane.query_one("#import-path").value = str(log)
+        pane.query_one("#import-name").value = "prod"
+        await pilot.pause()
+        assert pane.query_one("#import-kind").value == "queries"  # the path did not switch it to pairs
+        pane.action_run_import()
+        await settle(pilot)
+        assert app.store.query_log("demo", "prod")[0] == ["vitamin d and bones", "statins"]
+        assert "2 queries, 1 with a timestamp" in str(pane.query_one("#import-result").render())

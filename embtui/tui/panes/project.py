@@ -17,7 +17,8 @@ from embtui.tui.messages import WorkspaceChanged
 from embtui.tui.panes.base import Pane, focus_now
 from embtui.tui.widgets.path_suggester import PathSuggester, path_matches
 
-KINDS = [("BEIR folder", "beir"), ("pairs file (JSONL/CSV/Parquet)", "pairs")]
+KINDS = [("BEIR folder", "beir"), ("pairs file (JSONL/CSV/Parquet)", "pairs"),
+         ("query log into this project", "queries")]
 
 
 class MarkedCheckbox(Checkbox):
@@ -62,7 +63,7 @@ class ProjectPane(Pane):
                             id="import-path")
             yield Static(id="import-detected", classes="form-note")
             with Horizontal(classes="form-row"):
-                yield Label("project", classes="form-label")
+                yield Label("project", classes="form-label", id="import-name-label")
                 yield Input(placeholder="project name", id="import-name")
             with Horizontal(classes="form-row", id="split-row"):
                 yield Label("split", classes="form-label")
@@ -154,6 +155,9 @@ class ProjectPane(Pane):
     @on(Select.Changed, "#import-kind")
     def show_split_for_pairs(self, event: Select.Changed) -> None:
         self.query_one("#split-row").display = event.value == "pairs"
+        log = event.value == "queries"  # a log goes into the current project, under a name
+        self.query_one("#import-name-label", Label).update("log name" if log else "project")
+        self.query_one("#import-name", Input).placeholder = "e.g. prod-2026-11" if log else "project name"
 
     @on(Input.Changed, "#import-path")
     def detect_kind(self, event: Input.Changed) -> None:
@@ -161,8 +165,12 @@ class ProjectPane(Pane):
         so; while the path names nothing yet, list what it could complete to."""
         from embtui.api.projects import detect_import_kind
 
-        found = detect_import_kind(event.value)
         note = self.query_one("#import-detected", Static)
+        if self.query_one("#import-kind", Select).value == "queries":
+            note.update(Text("a query log: JSONL/CSV/TSV/Parquet with text (and timestamp), or .txt, "
+                             "one query per line", style="dim"))
+            return
+        found = detect_import_kind(event.value)
         if found.kind is not None:
             kind = self.query_one("#import-kind", Select)
             if kind.value != found.kind:
@@ -228,6 +236,17 @@ class ProjectPane(Pane):
         store = self.store
         assert store is not None
         try:
+            if kind == "queries":
+                from embtui.api.data import import_query_log
+
+                project = self.context.project
+                if not project:
+                    raise EmbtuiError("no project to add the log to: import or pick a project first")
+                res = import_query_log(store, str(Path(path).expanduser()), project, name, replace=replace)
+                self.post_message(self.ImportFinished(
+                    project, f"imported query log '{name}' into '{project}': {res['queries']:,} queries, "
+                             f"{res['timestamped']:,} with a timestamp (Drift pane: 9)", None))
+                return
             if kind == "beir":
                 from embtui.api.projects import import_beir
 
