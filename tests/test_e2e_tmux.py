@@ -1,6 +1,7 @@
 """End to end: the real `embtui` in tmux, typed at full speed (one `send-keys` per action, no
 pause between keys): add all-MiniLM-L6-v2, evaluate it as a job on a 60-document subset of the
-demo, wait for the job, type a dataset query and read the ranked titles off the screen."""
+demo, wait for the job, type a dataset query and read the ranked titles off the screen, then the
+model's embedding space (pane 8) and a drift measurement (pane 9)."""
 
 from __future__ import annotations
 
@@ -123,4 +124,12 @@ def test_evaluate_minilm_from_the_keyboard_then_search(tmux_app):
     assert "dataset query 36" in screen
     assert "✓" in screen
     assert QUERY_36[:40] in screen and "/" + QUERY_36[:20] not in screen  # the slash not typed
+    # Space: leave the box, pane 8: the model's documents in braille with the space statistics
+    tmux.keys("Escape", "8")
+    screen = tmux.wait_for(lambda s: "anisotropy" in s, 120, "the embedding space")
+    assert any(0x2800 < ord(c) <= 0x28FF for c in screen) and "all-MiniLM-L6-v2 · PCA" in screen
+    # Drift: pane 9 and ctrl+s at once: one half of the queries against the other
+    tmux.keys("9", "C-s")
+    screen = tmux.wait_for(lambda s: "against queries@half1" in s, 120, "the drift result")
+    assert "no drift beyond the thresholds" in screen or "DRIFTED" in screen
     print(f"e2e took {time.monotonic() - t0:.1f} s")
