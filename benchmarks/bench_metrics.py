@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytrec_eval
 
-from embtui.engine.metrics import evaluate, evaluate_run, rank_run
+from embtui.engine.metrics import evaluate, evaluate_indices, evaluate_run, rank_run
 
 MEASURES = {"ndcg_cut.10", "map_cut.100", "recall.100", "P.10", "recip_rank"}
 METRICS = ["ndcg@10", "map@100", "recall@100", "p@10", "mrr@1000"]
@@ -78,9 +78,16 @@ def main() -> None:
     t_run, res_run = best_of(args.repeat, lambda: evaluate_run(qrels, run, metrics=METRICS))
     t_eval, res_eval = best_of(args.repeat, lambda: evaluate(qrels, ranked, metrics=METRICS))
     t_rank, _ = best_of(args.repeat, lambda: rank_run(run))
+    # the search's own output: a [queries, depth] matrix of corpus positions (built outside the timing)
+    pool = [f"doc{i}" for i in range(args.docs)]
+    at = {d: i for i, d in enumerate(pool)}
+    qids = list(ranked)
+    mat = np.array([[at[d] for d, _ in ranked[q]] for q in qids], dtype=np.int64)
+    t_idx, res_idx = best_of(args.repeat, lambda: evaluate_indices(qrels, qids, pool, mat, metrics=METRICS,
+                                                                  doc_index=at))
 
     # every query has a relevant judgment and a ranking here, so the means are over the same set
-    for res in (res_run, res_eval):
+    for res in (res_run, res_eval, res_idx):
         assert len(res.scored) == args.queries and not res.missing, res.summary()
         for trec_name, name in PAIRS.items():
             assert abs(res.aggregate[name] - ref[trec_name]) < 1e-9, (name, res.aggregate[name], ref[trec_name])
@@ -95,6 +102,8 @@ def main() -> None:
     print(f"| pytrec_eval RelevanceEvaluator + evaluate | {t_trec:.2f} | 1.00x |")
     print(f"| embtui evaluate_run (dict run, ranks judged docs) | {t_run:.2f} | {t_trec / t_run:.1f}x faster |")
     print(f"| embtui evaluate (pre-ranked lists) | {t_eval:.2f} | {t_trec / t_eval:.1f}x faster |")
+    print(f"| embtui evaluate_indices (the search's index matrix, as embtui eval scores it) | {t_idx:.2f} | "
+          f"{t_trec / t_idx:.1f}x faster |")
     print(f"| embtui rank_run (full trec_eval ordering, for reference) | {t_rank:.2f} | {t_trec / t_rank:.1f}x |")
     print()
     print(f"aggregates agree with pytrec_eval to 1e-9: ndcg@10 = {res_run.aggregate['ndcg@10']:.6f}")

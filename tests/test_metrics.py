@@ -9,6 +9,7 @@ import pytest
 import pytrec_eval
 
 from embtui.engine.metrics import (
+    evaluate_indices,
     DEFAULT_KS,
     METRIC_FAMILIES,
     MetricResult,
@@ -99,10 +100,19 @@ def all_paths(qrels, run, ks=KS, level=1) -> list[MetricResult]:
     """The same run through evaluate_run, evaluate on (doc, score) lists and evaluate on id lists."""
     ranked = rank_run(run)
     ids = {q: [d for d, _ in lst] for q, lst in ranked.items()}
+    # the search's form: one row of document positions per query, -1 after a short ranking
+    pool = sorted({d for lst in ids.values() for d in lst} | {d for j in qrels.values() for d in j})
+    at = {d: i for i, d in enumerate(pool)}
+    qids = list(ids)
+    width = max((len(v) for v in ids.values()), default=0)
+    mat = np.full((len(qids), width), -1, dtype=np.int64)
+    for i, q in enumerate(qids):
+        mat[i, : len(ids[q])] = [at[d] for d in ids[q]]
     return [
         evaluate_run(qrels, run, ks=ks, relevance_level=level),
         evaluate(qrels, ranked, ks=ks, relevance_level=level),
         evaluate(qrels, ids, ks=ks, relevance_level=level),
+        evaluate_indices(qrels, qids, pool, mat, ks=ks, relevance_level=level),
     ]
 
 

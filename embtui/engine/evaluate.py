@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 import embtui
-from embtui.engine.metrics import DEFAULT_KS, MetricResult, check_ks, evaluate
+from embtui.engine.metrics import DEFAULT_KS, MetricResult, check_ks, evaluate, evaluate_indices
 from embtui.engine.models import ModelSpec, resolve_source
 from embtui.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
 from embtui.engine.retrievers import RetrievalContext, retriever_for
@@ -215,7 +215,13 @@ def _evaluate(store: Store, req: EvalRequest, run_id: int, corpus: Corpus, queri
     cancel.check()
     t0 = stages.start("score", len(qids))
     rankings = _rankings(qids, corpus.ids, idx, scores, req.ignore_identical_ids, keep)
-    result = evaluate(qrels, rankings, ks=req.ks, skip_unanswerable=req.skip_unanswerable)
+    holes = idx < 0
+    if req.ignore_identical_ids or (holes.any() and (np.diff(holes.astype(np.int8), axis=1) < 0).any()):
+        # a query's own id dropped, or padding inside a ranking: score the id lists
+        result = evaluate(qrels, rankings, ks=req.ks, skip_unanswerable=req.skip_unanswerable)
+    else:  # the search's own arrays, vectorised (equal to the above, tests/test_metrics.py)
+        result = evaluate_indices(qrels, qids, corpus.ids, idx[:, :keep], ks=req.ks,
+                                  skip_unanswerable=req.skip_unanswerable)
     stages.end("metrics_s", t0)
     n_q = max(len(qids), 1)
     if "search_s" in stages.timings:

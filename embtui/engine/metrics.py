@@ -17,7 +17,7 @@ from embtui.engine.metric_names import resolve_metrics as _resolve_metrics
 from embtui.errors import DataError
 
 __all__ = ["DEFAULT_KS", "METRIC_FAMILIES", "REASON_NO_JUDGMENTS", "REASON_NO_RELEVANT",
-           "REASON_NOT_JUDGED", "MetricResult", "check_ks", "evaluate", "evaluate_arrays",
+           "REASON_NOT_JUDGED", "MetricResult", "check_ks", "evaluate", "evaluate_arrays", "evaluate_indices",
            "evaluate_run", "metric_names", "parse_ks", "parse_metric", "rank_run"]
 
 # Semantics, checked against trec_eval 9.x (through pytrec_eval) in tests/test_metrics.py:
@@ -361,6 +361,71 @@ def evaluate(
         pos = judged.positive[qi]
         grades[qi, : len(docs)] = np.fromiter(map(pos.get, docs, repeat(0)), dtype=np.int32, count=len(docs))
     not_judged = [q for q in ranked if q not in qrels]
+    return _result(judged, grades, names, level, missing, not_judged)
+
+
+def evaluate_indices(
+    qrels: Mapping[str, Mapping[str, int]],
+    query_ids: Sequence[str],
+    doc_ids: Sequence[str],
+    idx: np.ndarray,
+    ks: Iterable[int] = DEFAULT_KS,
+    metrics: Sequence[str] | None = None,
+    relevance_level: int = 1,
+    skip_unanswerable: bool = False,
+    doc_index: Mapping[str, int] | None = None,
+) -> MetricResult:
+    """Score rankings given as the search returns them: ``idx[i]`` holds, in rank order, the
+    positions in ``doc_ids`` of query ``query_ids[i]``'s results (distinct; -1 pads a short
+    ranking after its last result, and a row starting with -1 is an empty ranking). The same
+    result as :func:`evaluate` on the equivalent id lists, without a Python loop over the ranks:
+    every judged (query row, document position) pair becomes one int64 key, sorted once, and the
+    grade of every ranked cell is found with one ``searchsorted`` over the whole matrix, cut at
+    the deepest cutoff needed. ``doc_index``: ``doc_ids``' positions, when the caller has them."""
+    idx = np.asarray(idx)
+    if idx.ndim != 2 or len(idx) != len(query_ids):
+        raise ValueError("idx must be [len(query_ids), depth]")
+    level, names, kmax, want_rprec = _plan(ks, metrics, relevance_level)
+    judged = _Judged(qrels, level, kmax, skip_unanswerable)
+    n_docs = max(len(doc_ids), 1)
+    pos_of = doc_index if doc_index is not None else {d: i for i, d in enumerate(doc_ids)}
+    row_of = {q: i for i, q in enumerate(query_ids)}
+    rows = np.fromiter((row_of.get(q, -1) for q in judged.qids), dtype=np.int64, count=len(judged.qids))
+    if idx.shape[1]:  # an empty ranking counts as missing, as in evaluate()
+        rows[(rows >= 0) & (idx[np.maximum(rows, 0), 0] < 0)] = -1
+    present = np.flatnonzero(rows >= 0)
+    missing = [judged.qids[i] for i in np.flatnonzero(rows < 0).tolist()]
+    depth_q = np.maximum(judged.num_rel, kmax) if want_rprec else np.full(len(judged.qids), kmax)
+    width = int(min(idx.shape[1], depth_q.max() if len(depth_q) else 0))
+    grades = np.zeros((len(judged.qids), width), dtype=np.int32)
+    if idx.shape[1] == 0:  # empty rankings: every judged query is missing
+        missing = list(judged.qids)
+    elif len(present) and width:
+        keys_l: list[int] = []
+        vals_l: list[int] = []
+        for qi in present.tolist():
+            for d, g in judged.positive[qi].items():
+                di = pos_of.get(d)
+                if di is not None:
+                    keys_l.append(qi * n_docs + di)
+                    vals_l.append(g)
+        if keys_l:
+            keys = np.asarray(keys_l, dtype=np.int64)
+            order = np.argsort(keys, kind="stable")
+            keys, vals = keys[order], np.asarray(vals_l, dtype=np.int32)[order]
+            identity = len(present) == len(idx) and np.array_equal(rows[present], np.arange(len(idx)))
+            sub = idx[:, :width] if identity else idx[rows[present], :width]  # a view when it can be
+            # most ranked documents are judged for no query at all: one gather rules them out,
+            # and only the rest are looked up among the judged (query, document) keys
+            judged_doc = np.zeros(n_docs + 1, dtype=bool)
+            judged_doc[keys % n_docs] = True
+            judged_doc[n_docs] = False  # -1 padding reads this last entry: never judged
+            r, c = np.nonzero(judged_doc[sub])
+            cell = present[r].astype(np.int64) * n_docs + sub[r, c]
+            at = np.minimum(np.searchsorted(keys, cell), len(keys) - 1)
+            hit = (keys[at] == cell) & (c < depth_q[present[r]])  # and within the query's own depth
+            grades[present[r[hit]], c[hit]] = vals[at[hit]]
+    not_judged = [q for q in query_ids if q not in qrels]
     return _result(judged, grades, names, level, missing, not_judged)
 
 
