@@ -28,7 +28,7 @@ async def main(ws: Path) -> None:
         evaluate_demo(store)
         nq = [x.strip() for x in (REPO / "tests" / "data" / "nq_questions.txt").read_text().splitlines() if x.strip()]
         store.save_query_log("demo", "web", nq[:150], [None] * 150)
-    shots = [("space", ["escape", "8"], None), ("space-relevance", ["escape", "8", "c"], None),
+    shots = [("space", ["escape", "8"], None), ("space-relevance", ["escape", "8", "c", "c"], None),
              ("drift", ["escape", "9"], "ctrl+s"), ("profile", ["escape", "6", "p"], None)]
     for name, keys, then in shots:
         app = EmbtuiApp(ws, warmup=False, poll_jobs=False, device_lister=fixed_devices)

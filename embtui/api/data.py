@@ -21,7 +21,7 @@ from embtui.errors import EmbtuiError
 if TYPE_CHECKING:
     from embtui.store import Store
 
-__all__ = ["SpaceView", "build_space", "drift", "import_query_log", "inspect", "latest_drift",
+__all__ = ["SpaceView", "build_space", "drift", "import_query_log", "inspect", "latest_drift", "point_labels",
            "resolve_set", "tokenize_side_by_side"]
 
 
@@ -40,6 +40,18 @@ def import_query_log(store: "Store", path: str, project: str, log: str, *, repla
     parsed = read_query_log(path)  # the whole file reads cleanly before anything is stored
     n = store.save_query_log(project, log, parsed.texts, parsed.timestamps, replace=replace)
     return {"project": project, "log": log, "queries": n, "timestamped": parsed.timestamped}
+
+
+def point_labels(store: "Store", project: str) -> dict[str, str]:
+    """The first label put on each document (document-level annotations) and on each query
+    (query-level ones) of a project: what the Space pane colours by."""
+    from embtui.engine.space import label_field
+
+    out = dict(label_field(store, project, "annotation"))
+    for q, labels in store.annotations.query_labels(project).items():
+        if labels:
+            out.setdefault(q, labels[0])
+    return out
 
 
 def _drift_file(store: "Store", project: str) -> Path:

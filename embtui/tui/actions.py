@@ -136,7 +136,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "Cancel the training job (it keeps a checkpoint; Jobs pane r resumes it)"),
     ActionSpec("space", "m", "next_method", "Method", "Switch the projection: PCA or UMAP (umap-learn)"),
     ActionSpec("space", "c", "next_colour", "Colour",
-               "Colour by k-means cluster, or by relevance to the query under the cursor"),
+               "Colour by k-means cluster, by annotation label, or by relevance to the query under the cursor"),
     ActionSpec("space", "k", "next_k", "Clusters", "k-means with 4, 8 or 16 clusters"),
     ActionSpec("drift", "e", "edit_form", "Edit", "Move into the reference and current boxes"),
     ActionSpec("drift", "ctrl+s", "run_drift", "Measure",

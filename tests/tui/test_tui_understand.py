@@ -51,6 +51,10 @@ async def test_space_pane_draws_walks_opens_and_colours_by_relevance(ws):
         assert plot.cursor != first
         assert plot.coords[plot.cursor, 0] > plot.coords[first, 0]  # right is right on screen
         assert "document" in text_of(pane, "space-point") or "query" in text_of(pane, "space-point")
+        await pilot.press("c")  # by annotation label: none yet, and the pane says how to add some
+        await pilot.pause()
+        assert pane.color_by == "label" and "no annotation labels yet" in text_of(pane, "space-point")
+        assert set(plot.point_colors.tolist()) == {-1}
         await pilot.press("c")  # relevance: the cursor jumps to a query, its documents light up
         await pilot.pause()
         q = pane.focus_query
@@ -127,3 +131,29 @@ async def test_query_pane_tokenizer_view_shows_each_models_pieces(ws):
         assert "[CLS]" in text and "tokens" in text and "bm25" not in text
         await pilot.press("ctrl+t")
         assert not box.display
+
+
+async def test_space_pane_colours_by_annotation_label_and_scores_clusters_against_it(ws):
+    from embtui.api.workspace import Store
+
+    store = Store.open(ws)
+    corpus = store.corpus("demo")
+    q = next(iter(store.queries("demo", "test")))
+    for d in corpus.ids[:40]:
+        store.annotations.add("demo", q, "early" if d < corpus.ids[20] else "late", doc_id=d)
+    app = make_app(ws)
+    async with app.run_test(size=(140, 44)) as pilot:
+        await settle(pilot)
+        await pilot.press("escape", "8")
+        await settle(pilot, timeout=60)
+        pane = app.pane("space")
+        c = pane.space.view.stats.clustering
+        assert c.n_labelled == 40 and c.purity is not None and "purity" in text_of(pane, "space-stats")
+        await pilot.press("c")
+        await pilot.pause()
+        plot = pane.query_one(Scatter)
+        ids = pane.space.view.ids
+        colours = dict(zip(ids, plot.point_colors.tolist()))
+        assert {colours[d] for d in corpus.ids[:20]} == {0} and {colours[d] for d in corpus.ids[20:40]} == {1}
+        assert colours[corpus.ids[100]] == -1  # unlabelled: grey
+        assert "early" in text_of(pane, "space-point") and "late" in text_of(pane, "space-point")

@@ -28,6 +28,7 @@ class SpaceData:
     qrels: dict[str, dict[str, int]] = field(default_factory=dict)
     retrieved: dict[str, list[str]] = field(default_factory=dict)  # query -> top-10 doc ids
     run_id: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)  # point id -> annotation label
 
 
 class SpacePane(Pane):
@@ -50,7 +51,7 @@ class SpacePane(Pane):
         super().__init__(**kwargs)
         self.method = "pca"
         self.k = 8
-        self.color_by = "cluster"  # or "relevance"
+        self.color_by = "cluster"  # "label" (annotations) or "relevance" (to the query under the cursor)
         self.space: SpaceData | None = None
         self.focus_query: str | None = None
 
@@ -81,12 +82,17 @@ class SpacePane(Pane):
 
     @work(thread=True, exclusive=True, group="space", exit_on_error=False, description="embedding space")
     def load(self, project: str, model: str, split: str, method: str, k: int) -> None:
-        from embtui.api.data import build_space
+        from embtui.api.data import build_space, point_labels
         from embtui.errors import EmbtuiError
 
         store = self.store
         try:
-            view = build_space(store, project, model, method=method, k=k, split=split)
+            labels = point_labels(store, project)
+            try:  # labelled documents: score the clusters against the labels too
+                view = build_space(store, project, model, method=method, k=k, split=split,
+                                   labels="annotation" if labels else None)
+            except EmbtuiError:
+                view = build_space(store, project, model, method=method, k=k, split=split)
             docs = store.documents(project, [i for i, kind in zip(view.ids, view.kinds) if kind == "doc"])
             queries = store.queries(project, split)
             texts = dict(docs)
@@ -98,7 +104,7 @@ class SpacePane(Pane):
             if runs:
                 run_id = runs[-1].id
                 retrieved = {q: [d for d, _ in hits[:10]] for q, hits in store.run_rankings(run_id).items()}
-            self.post_message(self.Loaded(SpaceData(view, texts, qrels, retrieved, run_id)))
+            self.post_message(self.Loaded(SpaceData(view, texts, qrels, retrieved, run_id, labels)))
         except EmbtuiError as exc:
             self.post_message(self.Loaded(None, str(exc)))
 
@@ -141,6 +147,13 @@ class SpacePane(Pane):
         sd = self.space
         if sd is None:
             return
+        if self.color_by == "label":
+            names = sorted(set(sd.labels.values()))
+            at = {n: i for i, n in enumerate(names)}
+            plot.recolour([at.get(sd.labels.get(pid, ""), -1) if pid in sd.labels else -1 for pid in sd.view.ids])
+            plot.emphasise({})
+            return
+        plot.recolour(sd.view.clusters.tolist())
         if self.color_by == "cluster" or self.focus_query is None:
             plot.emphasise({})
             return
@@ -168,6 +181,15 @@ class SpacePane(Pane):
                         f"{sum(d in got for d in rel)}" if sd.run_id else f"  relevant {len(rel)}")
         snippet = (title + " — " if title else "") + text
         line.append("\n" + snippet[:220].replace("\n", " "))
+        if self.color_by == "label":
+            names = sorted(set(sd.labels.values()))
+            line.append("\n")
+            if not names:
+                line.append("no annotation labels yet (tag documents or queries in the Failures pane: a)", style="dim")
+            for i, name in enumerate(names[:10]):
+                line.append("⣿ " + name + "  ", style=PALETTE[i % len(PALETTE)])
+            if pid in sd.labels:
+                line.append(f"  this point: {sd.labels[pid]}", style="bold")
         if self.color_by == "relevance":
             line.append("\n")
             for name, label in (("query", "◆ the query"), ("relevant", " its relevant documents"),
@@ -201,7 +223,7 @@ class SpacePane(Pane):
         self.reload()
 
     def action_next_colour(self) -> None:
-        self.color_by = "relevance" if self.color_by == "cluster" else "cluster"
+        self.color_by = {"cluster": "label", "label": "relevance", "relevance": "cluster"}[self.color_by]
         if self.color_by == "relevance" and self.focus_query is None and self.space is not None:
             qs = [i for i, k in enumerate(self.space.view.kinds) if k == "query"]
             if qs:  # start on the first query so there is something to show

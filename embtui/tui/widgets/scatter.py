@@ -51,6 +51,10 @@ class Scatter(Widget, can_focus=True):
         self.cursor = cursor if cursor is not None or not len(self.coords) else 0
         self.refresh()
 
+    def recolour(self, colors: Sequence[int]) -> None:
+        self.point_colors = np.asarray(colors, np.int64)
+        self.refresh()
+
     def emphasise(self, groups: dict[str, Sequence[int]]) -> None:
         self.emphasis = {k: np.asarray(v, np.int64) for k, v in groups.items() if len(v)}
         self.refresh()
@@ -61,7 +65,8 @@ class Scatter(Widget, can_focus=True):
             return Text("no points yet", style="dim")
         canvas = BrailleCanvas(cols, rows)
         bounds = bounds_of(self.coords)
-        canvas.plot(self.coords[:, 0], self.coords[:, 1], bounds, self.point_colors % len(PALETTE))
+        base = np.where(self.point_colors < 0, 99, self.point_colors % len(PALETTE))  # -1: no colour (grey)
+        canvas.plot(self.coords[:, 0], self.coords[:, 1], bounds, base)
         names = list(EMPH)
         for i, name in enumerate(names):  # relevance on top of the clusters, the query last
             idx = self.emphasis.get(name)
@@ -75,6 +80,8 @@ class Scatter(Widget, can_focus=True):
             for ch, color in row:
                 if color == -2:
                     text.append(ch, style="bold reverse")
+                elif color == 99:
+                    text.append(ch, style="grey42")
                 elif color >= 100:
                     text.append(ch, style=EMPH[names[color - 100]])
                 elif color >= 0:
