@@ -107,6 +107,13 @@ def synthetic(store, n: int, seed: int = 0) -> None:
             cache.append([hashes[i] for i in part], v[part])
 
 
+def cold(store) -> None:
+    """Forget cached projections, so a projection step measures the projection itself."""
+    import shutil
+
+    shutil.rmtree(Path(store.ws.cache_dir) / "projections", ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("workspace")
@@ -133,10 +140,13 @@ def main() -> None:
     with measured("SciFact (5,183 docs, 1,109 queries)", "profile (MiniLM tokenizer, near-duplicates)"):
         prof = inspect(store, "scifact", [MINILM])
     m = prof["models"][0]
+    cold(store)
     with measured("SciFact (5,183 docs, 1,109 queries)", "projection PCA + space statistics (k=8)"):
         build_space(store, "scifact", MINILM, split=None, seed=1)
     if has_umap:
-        with measured("SciFact (5,183 docs, 1,109 queries)", "projection UMAP"):
+        with measured("SciFact (5,183 docs, 1,109 queries)", "projection UMAP (+ statistics)"):
+            build_space(store, "scifact", MINILM, method="umap", split=None, seed=1)
+        with measured("SciFact (5,183 docs, 1,109 queries)", "the same UMAP again, from the projection cache"):
             build_space(store, "scifact", MINILM, method="umap", split=None, seed=1)
     with measured("SciFact (5,183 docs, 1,109 queries)", "drift: random halves of the claims"):
         halves = drift(store, "scifact", MINILM, "queries@half1", "queries@half2", save=False)
@@ -162,10 +172,11 @@ def main() -> None:
             synthetic(store, 100_000)
         with measured("synthetic 100,000 docs", "profile (MiniLM tokenizer, near-duplicates over 100k)"):
             inspect(store, "synth100k", [MINILM])
+        cold(store)
         with measured("synthetic 100,000 docs", "projection PCA + space statistics (k=8)"):
             build_space(store, "synth100k", MINILM, split=None, max_points=100_000)
         if has_umap:
-            with measured("synthetic 100,000 docs", "projection UMAP"):
+            with measured("synthetic 100,000 docs", "projection UMAP (+ statistics)"):
                 build_space(store, "synth100k", MINILM, method="umap", split=None, max_points=100_000)
         with measured("synthetic 100,000 docs", "drift: corpus halves (1,000 sampled per side)"):
             drift(store, "synth100k", MINILM, "docs@half1", "docs@half2", save=False)
