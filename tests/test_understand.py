@@ -373,3 +373,17 @@ def test_judged_timestamped_queries_get_retrieval_quality_per_window(tmp_path: P
     from embtui.api.textplot import drift_lines
 
     assert "ndcg@10 (run" in "\n".join(drift_lines(res))
+
+
+def test_the_app_never_encodes_a_corpus_behind_the_users_back(demo_store, tiny_model) -> None:
+    from embtui.api.data import build_space
+    from embtui.api.models import ModelSpec
+    from embtui.errors import EmbtuiError
+
+    demo_store.save_model("tiny", ModelSpec(str(tiny_model), name="tiny", device="cpu").to_dict())
+    with pytest.raises(EmbtuiError, match="not in tiny's embedding cache yet.*evaluate tiny"):
+        build_space(demo_store, "demo", "tiny", encode=False)
+    assert not (demo_store.ws.cache_dir / "projections").exists()
+    view = build_space(demo_store, "demo", "tiny", with_queries=False)  # the CLI encodes what is missing
+    assert view.coords.shape == (400, 2)
+    assert build_space(demo_store, "demo", "tiny", encode=False).kinds.count("doc") == 400

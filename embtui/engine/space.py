@@ -129,7 +129,9 @@ def build_space(store: "Store", project: str, model: str, *, method: str = "pca"
                 split: str | None = "test", with_queries: bool = True, labels: str | None = None,
                 max_points: int = MAX_POINTS, n_neighbors: int = 15, min_dist: float = 0.1,
                 seed: int = sp.SEED, progress: ProgressCallback | None = None,
-                cancel: CancelToken | None = None) -> SpaceView:
+                cancel: CancelToken | None = None, encode: bool = True) -> SpaceView:
+    """``encode=False``: only vectors already in the cache (the app's case: encoding a corpus is a
+    job, not something a pane should start behind the user's back)."""
     import time
 
     if method not in METHODS:
@@ -142,6 +144,13 @@ def build_space(store: "Store", project: str, model: str, *, method: str = "pca"
         keep = np.sort(np.random.default_rng(seed).choice(total, max_points, replace=False))
         ids, texts = [ids[i] for i in keep], [texts[i] for i in keep]
     t0 = time.perf_counter()
+    if not encode:
+        from embtui.engine.data_profile import cached_vectors
+        from embtui.engine.models import resolve_spec
+
+        if cached_vectors(store, resolve_spec(model, store), texts, "document") is None:
+            raise EmbtuiError(f"'{project}' is not in {model}'s embedding cache yet",
+                              f"evaluate {model} on it first (Jobs pane: e, or embtui eval)")
     docs = embed(store, model, texts, "document", progress=progress, cancel=cancel)
     qids: list[str] = []
     qvecs = np.zeros((0, docs.shape[1]), np.float32)

@@ -90,9 +90,11 @@ class SpacePane(Pane):
             labels = point_labels(store, project)
             try:  # labelled documents: score the clusters against the labels too
                 view = build_space(store, project, model, method=method, k=k, split=split,
-                                   labels="annotation" if labels else None)
-            except EmbtuiError:
-                view = build_space(store, project, model, method=method, k=k, split=split)
+                                   labels="annotation" if labels else None, encode=False)
+            except EmbtuiError as exc:
+                if "cache" in str(exc):
+                    raise
+                view = build_space(store, project, model, method=method, k=k, split=split, encode=False)
             docs = store.documents(project, [i for i, kind in zip(view.ids, view.kinds) if kind == "doc"])
             queries = store.queries(project, split)
             texts = dict(docs)
