@@ -157,3 +157,18 @@ async def test_space_pane_colours_by_annotation_label_and_scores_clusters_agains
         assert {colours[d] for d in corpus.ids[:20]} == {0} and {colours[d] for d in corpus.ids[20:40]} == {1}
         assert colours[corpus.ids[100]] == -1  # unlabelled: grey
         assert "early" in text_of(pane, "space-point") and "late" in text_of(pane, "space-point")
+
+
+async def test_drift_pane_measures_when_ctrl_s_comes_before_its_defaults(ws):
+    """9 and ctrl+s in one burst (as typed in tmux): the measurement waits for the pane's
+    defaults instead of saying the current set is missing."""
+    from tests.tui.test_tui_keys import type_at_once
+
+    app = make_app(ws)
+    async with app.run_test(size=(140, 44)) as pilot:
+        await settle(pilot)
+        type_at_once(app, "escape", "9", "ctrl+s")
+        await settle(pilot, timeout=120)
+        pane = app.pane("drift")
+        result = text_of(pane, "drift-result")
+        assert "queries@half2" in result and "centroid shift" in result, text_of(pane, "drift-status")

@@ -88,6 +88,9 @@ class DriftPane(Pane):
         if latest is not None:
             self.post_message(self.Done(latest, latest=True))
 
+    pending_run = False  # ctrl+s pressed before the defaults arrived: measure once they do
+    defaults_filled = False
+
     def fill_defaults(self, logs: list[str]) -> None:
         ref, cur = self.query_one("#drift-reference", Input), self.query_one("#drift-current", Input)
         if not ref.value:
@@ -96,6 +99,10 @@ class DriftPane(Pane):
             cur.value = f"log:{logs[-1]}" if logs else "queries@half2"
             if not logs and ref.value == (self.context.split or "test"):
                 ref.value = "queries@half1"
+        self.defaults_filled = True
+        if self.pending_run:
+            self.pending_run = False
+            self.action_run_drift()
 
     def action_run_drift(self) -> None:
         project, model = self.context.project, self.model()
@@ -106,6 +113,10 @@ class DriftPane(Pane):
             return
         ref = self.query_one("#drift-reference", Input).value.strip() or "test"
         cur = self.query_one("#drift-current", Input).value.strip()
+        if not cur and not self.defaults_filled:  # keys typed faster than the pane read its logs
+            self.pending_run = True
+            self.status("reading the project's query logs …")
+            return
         if not cur:
             self.status(Text("give the current set (e.g. log:prod)", style="red"))
             return
