@@ -70,6 +70,17 @@ class Pane(Vertical):
         if self.shown:
             self.activate()
 
+    def dense_models(self) -> list[str]:
+        """The selected models that have an embedding space and a tokenizer (not bm25, not a
+        pipeline), in selection order."""
+        data = self.data
+        out = []
+        for m in self.context.models:
+            spec = (data.spec_dict(m) if data else None) or {}
+            if m != "bm25" and spec.get("model") != "bm25" and not spec.get("stages"):
+                out.append(m)
+        return out
+
     def activate(self) -> None:
         """Called when the pane is shown: reload if something changed since the last load."""
         if self.stale and self.store is not None and self.is_mounted:

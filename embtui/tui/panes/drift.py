@@ -65,12 +65,8 @@ class DriftPane(Pane):
         super().on_mount()
 
     def model(self) -> str | None:
-        data = self.data
-        for m in self.context.models:
-            spec = (data.spec_dict(m) if data else None) or {}
-            if m != "bm25" and spec.get("model") != "bm25" and not spec.get("stages"):
-                return m
-        return None
+        """The first selected model with an embedding space."""
+        return next(iter(self.dense_models()), None)
 
     def reload(self) -> None:
         project = self.context.project

@@ -114,15 +114,6 @@ class ProjectPane(Pane):
             self.lines = lines
             self.error = error
 
-    def dense_models(self) -> list[str]:
-        data = self.data
-        out = []
-        for m in self.context.models:
-            spec = (data.spec_dict(m) if data else None) or {}
-            if m != "bm25" and spec.get("model") != "bm25" and not spec.get("stages"):
-                out.append(m)
-        return out
-
     def action_profile(self) -> None:
         project = self.context.project
         if not project or self.store is None:

@@ -62,13 +62,8 @@ class SpacePane(Pane):
         yield Static("", id="space-stats")
 
     def model(self) -> str | None:
-        """The first selected model with an embedding space (not bm25, not a pipeline)."""
-        data = self.data
-        for m in self.context.models:
-            spec = (data.spec_dict(m) if data else None) or {}
-            if m != "bm25" and spec.get("model") != "bm25" and not spec.get("stages"):
-                return m
-        return None
+        """The first selected model with an embedding space."""
+        return next(iter(self.dense_models()), None)
 
     def reload(self) -> None:
         model, project = self.model(), self.context.project

@@ -115,7 +115,7 @@ class TrainPane(Pane):
         ctx = self.context
         base = self.query_one("#train-base", Input)
         if not base.value:
-            dense = [m for m in ctx.models if m.lower() not in ("bm25",)]
+            dense = self.dense_models()  # a pipeline is no base to fine-tune either
             base.value = dense[0] if dense else "all-MiniLM-L6-v2"
         name = self.query_one("#train-name", Input)
         if not name.value:
