@@ -209,8 +209,8 @@ def profile_dataset(store: "Store", project: str, models: Sequence[str] = (), *,
         "documents": {"groups": len(dups), "extra_copies": sum(len(g) - 1 for g in dups), "examples": dups[:5]},
         "queries": {"groups": len(qdups), "extra_copies": sum(len(g) - 1 for g in qdups), "examples": qdups[:5]},
     }
-    out["empty"] = {"documents": ds.empty_ids(corpus.ids, doc_texts)[:20],
-                    "documents_count": len(ds.empty_ids(corpus.ids, doc_texts)),
+    empty_docs = ds.empty_ids(corpus.ids, doc_texts)
+    out["empty"] = {"documents": empty_docs[:20], "documents_count": len(empty_docs),
                     "queries_count": len(ds.empty_ids(list(queries), list(queries.values())))}
     out["unjudged_queries"] = {"count": sum(1 for q in queries if q not in judged),
                                "examples": [q for q in queries if q not in judged][:5]}

@@ -54,22 +54,28 @@ def _key(store: "Store", model: str, texts: Sequence[str], method: str, params: 
     return h.hexdigest()[:24]
 
 
-def cached_projection(store: "Store", key: str, build: Any, warnings: list[str]) -> np.ndarray:
-    """The projection stored under ``key``, verified; else ``build()`` stored and returned."""
-    from embtui.engine.integrity import atomic_write_bytes, read_json, sidecar_path, verify_file, write_file_record
+def cached_projection(store: "Store", key: str, build: Any, warnings: list[str]) -> tuple[np.ndarray, tuple[float, ...]]:
+    """(coords, explained variance per axis) stored under ``key``, verified; else ``build()`` (a
+    ``Projection``) computed once, stored and returned."""
+    from embtui.engine.integrity import (atomic_write_bytes, read_json, sidecar_path, verify_file,
+                                         write_file_record, write_json_atomic)
 
     folder = Path(store.ws.cache_dir) / "projections"
-    path = folder / f"{key}.npy"
+    path, meta_path = folder / f"{key}.npy", folder / f"{key}.meta.json"
     if path.exists():
         record = read_json(sidecar_path(path))
+        meta = read_json(meta_path)
         why = verify_file(path, record) if record else "has no checksum record"
+        if why is None and meta is None:
+            why = "has no record of its explained variance"
         if why is None:
             try:
-                return np.load(path, allow_pickle=False)
+                return np.load(path, allow_pickle=False), tuple(meta.get("explained") or ())
             except (OSError, ValueError) as exc:
                 why = f"unreadable ({exc})"
         warnings.append(f"cached projection {path.name} {why}: computed again")
-    coords = np.ascontiguousarray(build(), dtype=np.float32)
+    proj = build()
+    coords = np.ascontiguousarray(proj.coords, dtype=np.float32)
     folder.mkdir(parents=True, exist_ok=True)
     import io
 
@@ -77,7 +83,8 @@ def cached_projection(store: "Store", key: str, build: Any, warnings: list[str])
     np.save(buf, coords, allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())
     write_file_record(path)
-    return coords
+    write_json_atomic(meta_path, {"explained": list(proj.explained), "method": proj.method})
+    return coords, tuple(proj.explained)
 
 
 @dataclass(frozen=True)
@@ -177,14 +184,11 @@ def build_space(store: "Store", project: str, model: str, *, method: str = "pca"
     warnings: list[str] = []
     key = _key(store, model, texts + [f"q:{q}" for q in qids], method, params)
     t0 = time.perf_counter()
-    explained: tuple[float, ...] = ()
-    if method == "pca":
-        _mean, vals, _vecs = sp.covariance_spectrum(points)
-        explained = tuple(float(v / (vals.sum() or 1.0)) for v in vals[:2])
-        coords = cached_projection(store, key, lambda: sp.pca(points, 2).coords, warnings)
+    if method == "pca":  # the spectrum is computed only on a cache miss, inside sp.pca
+        coords, explained = cached_projection(store, key, lambda: sp.pca(points, 2), warnings)
     else:
-        coords = cached_projection(store, key, lambda: sp.umap_projection(
-            points, n_neighbors=n_neighbors, min_dist=min_dist, seed=seed).coords, warnings)
+        coords, explained = cached_projection(store, key, lambda: sp.umap_projection(
+            points, n_neighbors=n_neighbors, min_dist=min_dist, seed=seed), warnings)
     secs["projection"] = time.perf_counter() - t0
     meter.update(2)
     assert doc_clusters is not None
