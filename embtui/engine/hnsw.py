@@ -145,44 +145,7 @@ class HnswIndex:
         dtype or dimension. An index saved before checksums existed (no record) that loads is
         given its record then, so later damage is seen.
         """
-        from usearch.index import Index
-
-        from embtui.engine.integrity import read_json, sidecar_path, verify_file, write_file_record
-
-        path = os.fspath(path)
-        hint = "rebuild the index"
-        if not os.path.exists(path):
-            raise EmbtuiError(f"index file not found: {path}", hint)
-        record = read_json(sidecar_path(path))
-        if record is not None:
-            why = verify_file(path, record)
-            if why:
-                raise EmbtuiError(f"index file {path} is {why}", hint)
-        try:
-            meta = Index.metadata(path)
-        except Exception as exc:  # usearch raises RuntimeError on unreadable files
-            raise EmbtuiError(f"cannot read index file {path}: {exc}", hint) from exc
-        if not meta:
-            raise EmbtuiError(f"cannot read index file {path}", hint)
-        index = _new_usearch(config, ndim)
-        if int(meta["dimensions"]) != int(ndim):
-            raise EmbtuiError(f"index {path} has {meta['dimensions']} dimensions, expected {ndim}", hint)
-        built = (str(meta["kind_metric"].name).lower(), str(meta["kind_scalar"].name).lower())
-        if built != (config.metric, config.dtype):
-            raise EmbtuiError(f"index {path} was built with metric {built[0]}, dtype {built[1]}; "
-                              f"expected {config.metric}, {config.dtype}", hint)
-        try:
-            if view:
-                index.view(path)
-            else:
-                index.load(path)
-        except Exception as exc:
-            raise EmbtuiError(f"cannot read index file {path}: {exc}", hint) from exc
-        if record is None:
-            try:
-                write_file_record(path)
-            except OSError:
-                pass  # a read-only workspace: checked again next time
+        index = _load_verified(path, _new_usearch(config, ndim), config.metric, config.dtype, ndim, view)
         index.expansion_search = int(config.expansion_search)
         return cls(index, config, ndim)
 
@@ -238,6 +201,51 @@ class HnswIndex:
     def nbytes(self) -> int:
         """Serialised size in bytes (the file size on disk; about the resident size once loaded)."""
         return int(self._index.serialized_length)
+
+
+def _load_verified(path: str | os.PathLike, index: "Index", metric: str, dtype: str, ndim: int,
+                   view: bool = False) -> "Index":
+    """Read a saved usearch file into ``index`` after checking it against its checksum record and
+    its header (metric, scalar kind, dimensions); EmbtuiError when it is missing, damaged,
+    truncated or built another way. A file without a record that loads is given one."""
+    from usearch.index import Index
+
+    from embtui.engine.integrity import read_json, sidecar_path, verify_file, write_file_record
+
+    path = os.fspath(path)
+    hint = "rebuild the index"
+    if not os.path.exists(path):
+        raise EmbtuiError(f"index file not found: {path}", hint)
+    record = read_json(sidecar_path(path))
+    if record is not None:
+        why = verify_file(path, record)
+        if why:
+            raise EmbtuiError(f"index file {path} is {why}", hint)
+    try:
+        meta = Index.metadata(path)
+    except Exception as exc:  # usearch raises RuntimeError on unreadable files
+        raise EmbtuiError(f"cannot read index file {path}: {exc}", hint) from exc
+    if not meta:
+        raise EmbtuiError(f"cannot read index file {path}", hint)
+    if int(meta["dimensions"]) != int(ndim):
+        raise EmbtuiError(f"index {path} has {meta['dimensions']} dimensions, expected {ndim}", hint)
+    built = (str(meta["kind_metric"].name).lower(), str(meta["kind_scalar"].name).lower())
+    if built != (metric, dtype):
+        raise EmbtuiError(f"index {path} was built with metric {built[0]}, dtype {built[1]}; "
+                          f"expected {metric}, {dtype}", hint)
+    try:
+        if view:
+            index.view(path)
+        else:
+            index.load(path)
+    except Exception as exc:
+        raise EmbtuiError(f"cannot read index file {path}: {exc}", hint) from exc
+    if record is None:
+        try:
+            write_file_record(path)
+        except OSError:
+            pass  # a read-only workspace: checked again next time
+    return index
 
 
 def recall_at_k(approx: np.ndarray, exact: np.ndarray, k: int) -> float:

@@ -14,12 +14,13 @@ from embtui.engine.encode import DEFAULT_CHUNK_TEXTS, Encoder
 from embtui.engine.models import effective_max_seq_length
 from embtui.engine.retrievers.base import Retrieval, RetrievalContext
 from embtui.engine.hnsw import HnswConfig, HnswIndex, recall_at_k
-from embtui.engine.quantized import bytes_per_doc, quantize_corpus, quantized_search
+from embtui.engine.quantized import CODE_INDEX, CodeIndex, bytes_per_doc, quantize_corpus, quantized_search
 from embtui.engine.search import choose_index, exact_search
 from embtui.errors import EmbtuiError
 
 if TYPE_CHECKING:
     from embtui.engine.models import ModelSpec
+    from embtui.engine.quantized import QuantizedCorpus
 
 RECALL_SAMPLE = 1000  # queries used to measure an ANN run's recall against exact search
 ANN_RECALL_WARN = 0.9  # an HNSW run measured below this recall@10 warns in CLI, info and report
@@ -36,7 +37,9 @@ class DenseRetriever:
         stages = ctx.stages
         encoder = Encoder(self.spec, ctx.store.ws.cache_dir, store=ctx.store, device=ctx.device,
                           cache_dtype=ctx.req.cache_dtype,
-                          chunk_texts=ctx.req.chunk_texts or DEFAULT_CHUNK_TEXTS)
+                          chunk_texts=ctx.req.chunk_texts or DEFAULT_CHUNK_TEXTS,
+                          executor=getattr(ctx.req, "executor", "local"),
+                          ray_address=getattr(ctx.req, "ray_address", None))
         t0 = stages.start("encode documents", len(ctx.corpus))
         spill = ctx.store.ws.runs_dir / f"run-{ctx.run_id}-documents.f32.npy"
         doc_vecs, doc_stats = encoder.encode(ctx.corpus.encode_texts(), "document",
@@ -48,6 +51,9 @@ class DenseRetriever:
         stages.end("encode_queries_s", t0)
         encoder.unload()
         ctx.info["encode"] = {"documents": doc_stats.to_dict(), "queries": q_stats.to_dict()}
+        if encoder.distributed:  # where each chunk ran, with each device's own throughput
+            ctx.info["encode"]["executor"] = encoder.executor_kind
+            ctx.info["encode"]["devices"] = encoder.devices.to_dict()
         if doc_stats.warnings or q_stats.warnings or encoder.load_warnings:  # damaged chunks or export
             ctx.info.setdefault("warnings", []).extend(
                 [*doc_stats.warnings, *q_stats.warnings, *encoder.load_warnings])
@@ -71,10 +77,8 @@ class DenseRetriever:
 
     def _quantized(self, ctx: RetrievalContext, doc_vecs: np.ndarray, q_vecs: np.ndarray,
                    metric: str) -> tuple[np.ndarray, np.ndarray]:
-        """int8 or binary codes of the cached vectors, searched exactly (engine/quantized.py)."""
-        if ctx.req.index == "hnsw":
-            raise EmbtuiError(f"quantised ({self.spec.quantize}) search is exact here",
-                              "pass --index exact or auto")
+        """int8 or binary codes of the cached vectors, searched exactly (engine/quantized.py), or
+        with ``--index hnsw`` through a USearch index over the codes (i8 inner product, b1 hamming)."""
         if metric == "cos":  # codes of unnormalised vectors would rank by inner product
             doc_vecs = doc_vecs / np.maximum(np.linalg.norm(doc_vecs, axis=1, keepdims=True), 1e-12)
             q_vecs = q_vecs / np.maximum(np.linalg.norm(q_vecs, axis=1, keepdims=True), 1e-12)
@@ -82,14 +86,73 @@ class DenseRetriever:
         t0 = stages.start("quantize", len(doc_vecs))
         qc = quantize_corpus(doc_vecs, self.spec.quantize or "")
         stages.end("quantize_s", t0)
-        ctx.index_config.update(kind="exact", metric=metric, quantize=self.spec.quantize,
+        kind = "hnsw" if ctx.req.index == "hnsw" else "exact"  # auto: quantised search stays exact
+        ctx.index_config.update(kind=kind, metric=metric, quantize=self.spec.quantize,
                                 rescore=self.spec.rescore)
         ctx.info["index_bytes"] = qc.nbytes
+        if kind == "hnsw":
+            return _quantized_hnsw(ctx, self.spec, qc, q_vecs)
         t0 = stages.start("search", len(q_vecs))
         idx, scores = quantized_search(q_vecs, qc, ctx.depth, rescore=self.spec.rescore,
                                        tie_order=ctx.tie_order, progress=stages.progress, cancel=ctx.cancel)
         stages.end("search_s", t0)
         return idx, scores
+
+
+_NOT_IN_INDEX_KEY = ("name", "rescore", "batch_size", "device")  # a code index serves all of these
+
+
+def _quantized_hnsw(ctx: RetrievalContext, spec: "ModelSpec", qc: "QuantizedCorpus",
+                    q_vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A USearch index over the codes, reused when its file verifies (else rebuilt, with a
+    warning), searched with the run's rescoring; its recall@10 against the exact quantised
+    search (same codes, same rescoring) is measured on a sample of queries and recorded."""
+    store, stages, info = ctx.store, ctx.stages, ctx.info
+    config = ctx.req.hnsw
+    metric, dtype = CODE_INDEX[qc.precision]
+    ctx.index_config["hnsw"] = {**config.to_dict(), "metric": metric, "dtype": dtype}
+    key = hashlib.sha256(json.dumps(
+        {"corpus": info["corpus_hash"], "codes": qc.precision,
+         "model": {k: v for k, v in spec.to_dict().items() if k not in _NOT_IN_INDEX_KEY},
+         "graph": {k: v for k, v in config.to_dict().items() if k in ("connectivity", "expansion_add")},
+         "dim": qc.dim}, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    path = store.ws.index_dir / f"{key}.{dtype}.usearch"
+    t0 = stages.start("build index", len(qc.codes))
+    index = None
+    if path.exists():
+        try:
+            index = CodeIndex.load_codes(path, config, qc)
+            ctx.index_config["reused"] = True
+        except EmbtuiError as exc:  # damaged, truncated or foreign: rebuilt from the codes
+            info.setdefault("warnings", []).append(f"{exc.message}; rebuilt it from the cached vectors")
+    if index is None:
+        index = CodeIndex.build_codes(qc, config, progress=stages.progress, cancel=ctx.cancel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        index.save(path)
+        store.register_artifact(store.ws.rel(path), "hnsw-index", path.stat().st_size,
+                                {"corpus_hash": info["corpus_hash"], "model": spec.name,
+                                 "quantize": qc.precision, **ctx.index_config["hnsw"]})
+        ctx.index_config["reused"] = False
+    stages.end("index_build_s", t0)
+    info["index_bytes"] = int(path.stat().st_size)  # the codes and the graph
+    info["index_bytes_per_doc"] = round(info["index_bytes"] / max(len(qc.codes), 1), 1)
+    ctx.index_config["path"] = store.ws.rel(path)
+    t0 = stages.start("search", len(q_vecs))
+    idx, scores = index.search_codes(qc, q_vecs, ctx.depth, rescore=spec.rescore, tie_order=ctx.tie_order)
+    stages.end("search_s", t0)
+    sample = np.arange(len(q_vecs))[:RECALL_SAMPLE]
+    k = min(10, ctx.depth)
+    # at the run's depth: a rescored top 10 depends on how many candidates (depth x rescore) it had
+    ex_idx, _ = quantized_search(q_vecs[sample], qc, ctx.depth, rescore=spec.rescore, tie_order=ctx.tie_order)
+    info["ann_recall@10"] = round(float(recall_at_k(idx[sample], ex_idx, k)), 6)
+    info["ann_recall_against"] = f"exact {qc.precision} search"
+    info["ann_recall_queries"] = int(len(sample))
+    if info["ann_recall@10"] < ANN_RECALL_WARN:
+        info.setdefault("warnings", []).append(
+            f"HNSW recall@10 against exact {qc.precision} search is {info['ann_recall@10']:.3f} (below "
+            f"{ANN_RECALL_WARN}): this run's metrics understate the codes; rerun with --index exact "
+            "or a larger --hnsw-expansion-search")
+    return idx, scores
 
 
 def search_vectors(ctx: RetrievalContext, kind: str, metric: str, doc_vecs: np.ndarray,
