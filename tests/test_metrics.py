@@ -9,6 +9,7 @@ import pytest
 import pytrec_eval
 
 from embtui.engine.metrics import (
+    QrelsArrays,
     evaluate_indices,
     DEFAULT_KS,
     METRIC_FAMILIES,
@@ -113,6 +114,7 @@ def all_paths(qrels, run, ks=KS, level=1) -> list[MetricResult]:
         evaluate(qrels, ranked, ks=ks, relevance_level=level),
         evaluate(qrels, ids, ks=ks, relevance_level=level),
         evaluate_indices(qrels, qids, pool, mat, ks=ks, relevance_level=level),
+        evaluate_indices(QrelsArrays(qrels), qids, pool, mat, ks=ks, relevance_level=level),
     ]
 
 
@@ -158,6 +160,88 @@ def test_random_runs_match_trec_eval(seed):
     qrels, run = random_case(seed)
     for result in all_paths(qrels, run):
         assert_matches_trec(result, qrels, run)
+
+
+def index_form(qrels, run, seed: int, drop_unranked_judged: bool = True):
+    """The search's form with the awkward parts: a shuffled corpus order that leaves out the judged
+    documents no query ranked (judged, not in the corpus), and queries in reversed order."""
+    ids = {q: [d for d, _ in lst] for q, lst in rank_run(run).items()}
+    ranked_docs = {d for lst in ids.values() for d in lst}
+    judged_docs = {d for j in qrels.values() for d in j}
+    pool = sorted(ranked_docs | (set() if drop_unranked_judged else judged_docs) | {"never"})
+    pool = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))]
+    at = {d: i for i, d in enumerate(pool)}
+    qids = list(ids)[::-1]
+    width = max((len(v) for v in ids.values()), default=0)
+    mat = np.full((len(qids), width), -1, dtype=np.int64)
+    for i, q in enumerate(qids):
+        mat[i, : len(ids[q])] = [at[d] for d in ids[q]]
+    return qids, pool, mat
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+@pytest.mark.parametrize("block", [1, 64, 1 << 19])  # one row per block, a few rows, all rows
+def test_evaluate_indices_blocks_order_and_unknown_docs(monkeypatch, seed, block):
+    import embtui.engine.metrics as metrics_module
+
+    monkeypatch.setattr(metrics_module, "_CELL_BLOCK", block)
+    qrels, run = random_case(seed)
+    qids, pool, mat = index_form(qrels, run, seed)
+    prepared = QrelsArrays(qrels)
+    at = {d: i for i, d in enumerate(pool)}
+    for level in (1, 2):
+        for q in (qrels, prepared):
+            result = evaluate_indices(q, qids, pool, mat, relevance_level=level, doc_index=at)
+            assert_matches_trec(result, qrels, run, level=level)
+        result = evaluate_indices(prepared, qids, pool, mat, relevance_level=level, skip_unanswerable=True)
+        assert_matches_trec(result, qrels, run, level=level, skip_unanswerable=True)
+
+
+def test_evaluate_indices_agrees_with_evaluate_field_by_field():
+    # every field of the result, not only the values: order of scored, skipped, missing, unanswerable
+    qrels, run = random_case(8)
+    qrels["empty"] = {}
+    qids, pool, mat = index_form(qrels, run, 8)
+    want = evaluate(qrels, rank_run(run))
+    for q in (qrels, QrelsArrays(qrels)):
+        got = evaluate_indices(q, qids, pool, mat)
+        assert got.scored == want.scored and got.missing == want.missing
+        assert got.unanswerable == want.unanswerable
+        assert got.skipped == {k: want.skipped[k] for k in got.skipped} and set(got.skipped) == set(want.skipped)
+        assert list(got.per_query) == list(want.per_query)
+        for qid, row in want.per_query.items():
+            for name, value in row.items():
+                assert abs(got.per_query[qid][name] - value) < TOL, (qid, name)
+
+
+def test_qrels_arrays_positions_are_kept_per_doc_index():
+    qa = QrelsArrays({"q1": {"a": 1, "b": 0}, "q2": {}, "q3": {"c": 2}})
+    assert qa.qids == ["q1", "q2", "q3"] and qa.counts.tolist() == [2, 0, 1]
+    assert qa.doc_ids == ["a", "b", "c"] and qa.grades.tolist() == [1, 0, 2]
+    assert "q2" in qa and "q4" not in qa
+    index = {"c": 0, "a": 1}
+    first = qa.positions(index)
+    assert first.tolist() == [1, -1, 0] and qa.positions(index) is first
+    assert qa.positions({"b": 0}).tolist() == [-1, 0, -1]
+
+
+def test_sparse_metrics_equal_the_dense_matrix():
+    # the index path scores from the graded cells only; the dense evaluate_arrays is the reference
+    from embtui.engine.metrics import _evaluate_hits, metric_names
+
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        nq, width = int(rng.integers(1, 40)), int(rng.integers(1, 60))
+        grades = rng.integers(0, 4, size=(nq, width)) * (rng.random((nq, width)) < 0.2)
+        num_rel = rng.integers(0, 8, size=nq)
+        ideal = -np.sort(-rng.integers(0, 4, size=(nq, int(rng.integers(0, 12)))), axis=1)
+        names = metric_names((1, 3, 10, 100))
+        for level in (1, 2):
+            dense = evaluate_arrays(grades, num_rel, ideal, metrics=names, relevance_level=level)
+            r, c = np.nonzero(grades)
+            sparse = _evaluate_hits(nq, (r[::-1], c[::-1], grades[r, c][::-1]), num_rel, ideal, names, level)
+            for name in names:
+                np.testing.assert_allclose(sparse[name], dense[name], rtol=0, atol=1e-15, err_msg=name)
 
 
 def test_random_runs_sorted_path(monkeypatch):

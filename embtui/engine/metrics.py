@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from itertools import islice, repeat
-from operator import itemgetter
+from itertools import chain, islice, repeat
+from operator import itemgetter, methodcaller
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -17,8 +17,8 @@ from embtui.engine.metric_names import resolve_metrics as _resolve_metrics
 from embtui.errors import DataError
 
 __all__ = ["DEFAULT_KS", "METRIC_FAMILIES", "REASON_NO_JUDGMENTS", "REASON_NO_RELEVANT",
-           "REASON_NOT_JUDGED", "MetricResult", "check_ks", "evaluate", "evaluate_arrays", "evaluate_indices",
-           "evaluate_run", "metric_names", "parse_ks", "parse_metric", "rank_run"]
+           "REASON_NOT_JUDGED", "MetricResult", "QrelsArrays", "check_ks", "evaluate", "evaluate_arrays",
+           "evaluate_indices", "evaluate_run", "metric_names", "parse_ks", "parse_metric", "rank_run"]
 
 # Semantics, checked against trec_eval 9.x (through pytrec_eval) in tests/test_metrics.py:
 #
@@ -250,54 +250,109 @@ class MetricResult:
 # ----------------------------------------------------------------------------- dict path
 
 
+class QrelsArrays:
+    """Judgments flattened into arrays once (C-speed iteration, no per-query Python loop).
+
+    ``qids``: the judged queries in the mapping's order; ``counts[i]``: how many judgments query i
+    has; ``doc_ids`` / ``grades``: every judgment, query after query. Build it once per split and
+    pass it to :func:`evaluate_indices` in place of the mapping to leave the flattening out of
+    repeated scorings (a plain mapping is flattened on every call; the result is the same).
+    """
+
+    __slots__ = ("qids", "counts", "doc_ids", "grades", "_qid_set", "_positions")
+
+    def __init__(self, qrels: Mapping[str, Mapping[str, int]]) -> None:
+        judged = list(qrels.values())
+        self.qids: list[str] = list(qrels)
+        self.counts = np.fromiter(map(len, judged), dtype=np.int64, count=len(judged))
+        total = int(self.counts.sum())
+        self.doc_ids: list[str] = list(chain.from_iterable(judged))
+        self.grades = np.fromiter(chain.from_iterable(map(_values, judged)), dtype=np.int64, count=total)
+        self._qid_set: frozenset[str] | None = None
+        self._positions: tuple[object, np.ndarray] | None = None
+
+    def __contains__(self, qid: object) -> bool:
+        if self._qid_set is None:
+            self._qid_set = frozenset(self.qids)
+        return qid in self._qid_set
+
+    def positions(self, doc_index: Mapping[str, int]) -> np.ndarray:
+        """Each judgment's document position in ``doc_index`` (-1: not in it); kept for the last
+        ``doc_index`` object asked about, so one split scored against one corpus looks up once."""
+        cached = self._positions
+        if cached is not None and cached[0] is doc_index:
+            return cached[1]
+        pos = np.fromiter(map(doc_index.get, self.doc_ids, repeat(-1)), dtype=np.int64,
+                          count=len(self.doc_ids))
+        self._positions = (doc_index, pos)
+        return pos
+
+
+_values = methodcaller("values")
+
+
 class _Judged:
-    """Per scored query: positive-grade judgments, R and the ideal grades (cut at kmax)."""
+    """Per scored query: R and the ideal grades (cut at kmax); positive-grade judgments as arrays
+    (``entry``: their index in the flat judgments, ``entry_row``: the scored row) and, for the
+    dict paths, as one mapping per query (``positive``, made on first use)."""
 
-    __slots__ = ("qids", "positive", "num_rel", "ideal", "skipped", "unanswerable")
+    __slots__ = ("arrays", "qids", "num_rel", "ideal", "skipped", "unanswerable", "entry",
+                 "entry_row", "entry_grade", "_source", "_positive")
 
-    def __init__(self, qrels: Mapping[str, Mapping[str, int]], level: int, kmax: int,
+    def __init__(self, qrels: Mapping[str, Mapping[str, int]] | QrelsArrays, level: int, kmax: int,
                  skip_unanswerable: bool = False) -> None:
-        self.qids: list[str] = []
-        self.unanswerable: list[str] = []
-        self.positive: list[dict[str, int]] = []
-        num_rel: list[int] = []
-        ideal_flat: list[int] = []
-        ideal_len: list[int] = []
-        self.skipped: dict[str, str] = {}
-        for qid, judged in qrels.items():
-            pos = {d: g for d, g in judged.items() if g > 0}
-            r = sum(1 for g in pos.values() if g >= level)
-            if not judged:
-                self.skipped[qid] = REASON_NO_JUDGMENTS
-                continue
-            if r == 0:
-                if skip_unanswerable:
-                    self.skipped[qid] = REASON_NO_RELEVANT
-                    continue
-                self.unanswerable.append(qid)
-            self.qids.append(qid)
-            self.positive.append(pos)
-            num_rel.append(r)
-            top = sorted(pos.values(), reverse=True)[:kmax]
-            ideal_flat.extend(top)
-            ideal_len.append(len(top))
-        self.num_rel = np.asarray(num_rel, dtype=np.int64)
-        self.ideal = _pack(ideal_flat, ideal_len)
+        qa = qrels if isinstance(qrels, QrelsArrays) else QrelsArrays(qrels)
+        self.arrays = qa
+        self._source = None if isinstance(qrels, QrelsArrays) else qrels
+        self._positive: list[dict[str, int]] | None = None
+        n_all = len(qa.qids)
+        qrow = np.repeat(np.arange(n_all, dtype=np.int64), qa.counts)
+        g = qa.grades
+        r_all = np.bincount(qrow[g >= level], minlength=n_all)
+        empty = qa.counts == 0
+        no_rel = (r_all == 0) & ~empty
+        skip = (empty | no_rel) if skip_unanswerable else empty
+        keep = ~skip
+        self.skipped: dict[str, str] = {
+            qa.qids[i]: (REASON_NO_JUDGMENTS if empty[i] else REASON_NO_RELEVANT)
+            for i in np.flatnonzero(skip).tolist()}
+        self.qids: list[str] = (qa.qids if not self.skipped else
+                                [qa.qids[i] for i in np.flatnonzero(keep).tolist()])
+        self.unanswerable: list[str] = [qa.qids[i] for i in np.flatnonzero(no_rel & keep).tolist()]
+        self.num_rel = r_all[keep].astype(np.int64)
+        n = len(self.qids)
+        jrow = np.full(n_all, -1, dtype=np.int64)
+        jrow[keep] = np.arange(n, dtype=np.int64)
+        self.entry = np.flatnonzero((g > 0) & keep[qrow])
+        self.entry_row = jrow[qrow[self.entry]]  # nondecreasing
+        self.entry_grade = g[self.entry].astype(np.int32)
+        # the ideal ranking: each row's positive grades, descending, cut at kmax
+        npos = np.bincount(self.entry_row, minlength=n)
+        lens = np.minimum(npos, kmax)
+        width = int(lens.max()) if n else 0
+        self.ideal = np.zeros((n, width), dtype=np.int32)
+        if width:
+            order = np.lexsort((-self.entry_grade, self.entry_row))
+            rows = self.entry_row[order]
+            starts = np.cumsum(npos) - npos
+            col = np.arange(len(rows), dtype=np.int64) - starts[rows]
+            top = col < kmax
+            self.ideal[rows[top], col[top]] = self.entry_grade[order][top]
 
-
-def _pack(flat: list[int], lengths: list[int]) -> np.ndarray:
-    """Rows of varying length (concatenated in ``flat``) -> a 0-padded int matrix."""
-    nq = len(lengths)
-    lens = np.asarray(lengths, dtype=np.int64)
-    width = int(lens.max()) if nq else 0
-    mat = np.zeros((nq, width), dtype=np.int32)
-    if flat:
-        vals = np.asarray(flat, dtype=np.int32)
-        rows = np.repeat(np.arange(nq), lens)
-        starts = np.cumsum(lens) - lens
-        cols = np.arange(len(vals)) - np.repeat(starts, lens)
-        mat[rows, cols] = vals
-    return mat
+    @property
+    def positive(self) -> list[dict[str, int]]:
+        """Per scored query: ``{doc: grade}`` of its judgments with grade > 0."""
+        if self._positive is None:
+            if self._source is not None:
+                src = self._source
+                self._positive = [{d: g for d, g in src[q].items() if g > 0} for q in self.qids]
+            else:
+                docs, grades = self.arrays.doc_ids, self.entry_grade.tolist()
+                out: list[dict[str, int]] = [{} for _ in self.qids]
+                for e, r, gr in zip(self.entry.tolist(), self.entry_row.tolist(), grades):
+                    out[r][docs[e]] = gr
+                self._positive = out
+        return self._positive
 
 
 def _plan(ks, metrics, relevance_level):
@@ -309,8 +364,74 @@ def _plan(ks, metrics, relevance_level):
     return level, names, kmax, want_rprec
 
 
-def _result(judged: _Judged, grades: np.ndarray, names, level, missing, not_judged) -> MetricResult:
-    values = evaluate_arrays(grades, judged.num_rel, judged.ideal, metrics=names, relevance_level=level)
+def _evaluate_hits(nq: int, hits: tuple[np.ndarray, np.ndarray, np.ndarray], num_rel: np.ndarray,
+                   ideal: np.ndarray, names: Sequence[str], level: int) -> dict[str, np.ndarray]:
+    """:func:`evaluate_arrays` on a sparse grade matrix: ``hits`` = (rows, cols, grades) of its
+    cells with a positive grade (distinct cells). Every sum adds the same terms in the same
+    (rank) order as the dense cumulative sums, which only add zeros in between, so the values
+    are the same; the cost is proportional to the hits, not to queries x depth."""
+    hr, hc, hg = (np.asarray(a) for a in hits)
+    order = np.lexsort((hc, hr))
+    hr, hc, hg = hr[order].astype(np.int64), hc[order].astype(np.int64), hg[order]
+    parsed = [parse_metric(n) for n in names]
+    r = num_rel.astype(np.float64)
+    has_rel = r > 0
+    safe_r = np.where(has_rel, r, 1.0)
+    rel = hg >= level
+    rr, rc = hr[rel], hc[rel]
+    # 1-based position of each relevant hit among its query's relevant hits
+    starts = np.searchsorted(rr, np.arange(nq))
+    nth = np.arange(1, len(rr) + 1, dtype=np.int64) - starts[rr]
+    kmax = max((k for _, k in parsed if k is not None), default=0)
+    disc = np.log2(np.arange(2, max(int(hc.max()) + 1 if len(hc) else 0, 1) + 2, dtype=np.float64))
+    idcg_cum = None
+    if any(f == "ndcg" for f, _ in parsed) and ideal.shape[1]:
+        kn = min(kmax, ideal.shape[1])
+        idisc = np.log2(np.arange(2, kn + 2, dtype=np.float64))
+        idcg_cum = np.cumsum(np.maximum(ideal[:, :kn], 0) / idisc, axis=1)
+    first = np.full(nq, np.inf)
+    if len(rr):
+        lead = np.ones(len(rr), dtype=bool)
+        lead[1:] = rr[1:] != rr[:-1]
+        first[rr[lead]] = rc[lead]
+    out: dict[str, np.ndarray] = {}
+    for name, (family, k) in zip(names, parsed):
+        if family == RPREC:
+            val = np.bincount(rr[rc < num_rel[rr]], minlength=nq) / safe_r
+        elif family == "ndcg":
+            cut = hc < k
+            dcg = np.bincount(hr[cut], weights=np.maximum(hg[cut], 0) / disc[hc[cut]], minlength=nq)
+            if idcg_cum is None:
+                idcg = np.zeros(nq)
+            else:
+                idcg = idcg_cum[:, min(k, idcg_cum.shape[1]) - 1]
+            val = np.divide(dcg, idcg, out=np.zeros(nq), where=idcg > 0)
+        elif family == "mrr":
+            val = np.where(first < k, 1.0 / (first + 1.0), 0.0)
+        else:
+            cut = rc < k
+            if family == "map":
+                val = np.bincount(rr[cut], weights=nth[cut] / (rc[cut] + 1.0), minlength=nq) / safe_r
+            else:
+                n = np.bincount(rr[cut], minlength=nq)
+                if family == "p":
+                    val = n / float(k)
+                elif family == "recall":
+                    val = n / safe_r
+                else:  # success
+                    val = (n > 0).astype(np.float64)
+        out[name] = (val if family == "ndcg" else np.where(has_rel, val, 0.0)).astype(np.float64)
+    return out
+
+
+def _result(judged: _Judged, grades, names, level, missing, not_judged) -> MetricResult:
+    """``grades``: the dense [scored queries, ranks] matrix, or (rows, cols, grades) of its
+    nonzero cells."""
+    if isinstance(grades, tuple):
+        values = _evaluate_hits(len(judged.qids), grades, judged.num_rel, judged.ideal, names, level)
+    else:
+        values = evaluate_arrays(grades, judged.num_rel, judged.ideal, metrics=names,
+                                 relevance_level=level)
     nq = len(judged.qids)
     if nq:
         aggregate = {n: float(values[n].mean()) for n in names}
@@ -365,7 +486,7 @@ def evaluate(
 
 
 def evaluate_indices(
-    qrels: Mapping[str, Mapping[str, int]],
+    qrels: Mapping[str, Mapping[str, int]] | QrelsArrays,
     query_ids: Sequence[str],
     doc_ids: Sequence[str],
     idx: np.ndarray,
@@ -378,55 +499,106 @@ def evaluate_indices(
     """Score rankings given as the search returns them: ``idx[i]`` holds, in rank order, the
     positions in ``doc_ids`` of query ``query_ids[i]``'s results (distinct; -1 pads a short
     ranking after its last result, and a row starting with -1 is an empty ranking). The same
-    result as :func:`evaluate` on the equivalent id lists, without a Python loop over the ranks:
-    every judged (query row, document position) pair becomes one int64 key, sorted once, and the
-    grade of every ranked cell is found with one ``searchsorted`` over the whole matrix, cut at
-    the deepest cutoff needed. ``doc_index``: ``doc_ids``' positions, when the caller has them."""
+    result as :func:`evaluate` on the equivalent id lists, with no Python loop over queries or
+    ranks. ``qrels``: the mapping, or :class:`QrelsArrays` made from it once (then repeated
+    scorings skip the flattening). ``doc_index``: ``doc_ids``' positions, when the caller has them.
+
+    How: the judgments become arrays (query row, document position, grade). A document judged
+    (with a positive grade) for exactly one query gets that query's row in an ``owner`` table,
+    one judged for several gets -2; one gather of ``owner`` over the index matrix, compared with
+    each cell's own row, finds the graded cells, and only cells of shared documents are looked up
+    among the sorted (row, document) keys. Rows are processed in blocks, so the temporaries stay
+    small whatever the matrix size."""
     idx = np.asarray(idx)
     if idx.ndim != 2 or len(idx) != len(query_ids):
         raise ValueError("idx must be [len(query_ids), depth]")
     level, names, kmax, want_rprec = _plan(ks, metrics, relevance_level)
     judged = _Judged(qrels, level, kmax, skip_unanswerable)
+    nj = len(judged.qids)
     n_docs = max(len(doc_ids), 1)
-    pos_of = doc_index if doc_index is not None else {d: i for i, d in enumerate(doc_ids)}
     row_of = {q: i for i, q in enumerate(query_ids)}
-    rows = np.fromiter((row_of.get(q, -1) for q in judged.qids), dtype=np.int64, count=len(judged.qids))
-    if idx.shape[1]:  # an empty ranking counts as missing, as in evaluate()
+    rows = np.fromiter(map(row_of.get, judged.qids, repeat(-1)), dtype=np.int64, count=nj)
+    if idx.shape[1] and nj:  # an empty ranking counts as missing, as in evaluate()
         rows[(rows >= 0) & (idx[np.maximum(rows, 0), 0] < 0)] = -1
     present = np.flatnonzero(rows >= 0)
     missing = [judged.qids[i] for i in np.flatnonzero(rows < 0).tolist()]
-    depth_q = np.maximum(judged.num_rel, kmax) if want_rprec else np.full(len(judged.qids), kmax)
-    width = int(min(idx.shape[1], depth_q.max() if len(depth_q) else 0))
-    grades = np.zeros((len(judged.qids), width), dtype=np.int32)
+    depth_q = np.maximum(judged.num_rel, kmax) if want_rprec else np.full(nj, kmax)
+    width = int(min(idx.shape[1], depth_q.max() if nj else 0))
+    none = np.empty(0, dtype=np.int64)
+    hits = (none, none, none)  # (scored row, rank - 1, grade) of every graded cell
     if idx.shape[1] == 0:  # empty rankings: every judged query is missing
         missing = list(judged.qids)
-    elif len(present) and width:
-        keys_l: list[int] = []
-        vals_l: list[int] = []
-        for qi in present.tolist():
-            for d, g in judged.positive[qi].items():
-                di = pos_of.get(d)
-                if di is not None:
-                    keys_l.append(qi * n_docs + di)
-                    vals_l.append(g)
-        if keys_l:
-            keys = np.asarray(keys_l, dtype=np.int64)
-            order = np.argsort(keys, kind="stable")
-            keys, vals = keys[order], np.asarray(vals_l, dtype=np.int32)[order]
-            identity = len(present) == len(idx) and np.array_equal(rows[present], np.arange(len(idx)))
-            sub = idx[:, :width] if identity else idx[rows[present], :width]  # a view when it can be
-            # most ranked documents are judged for no query at all: one gather rules them out,
-            # and only the rest are looked up among the judged (query, document) keys
-            judged_doc = np.zeros(n_docs + 1, dtype=bool)
-            judged_doc[keys % n_docs] = True
-            judged_doc[n_docs] = False  # -1 padding reads this last entry: never judged
-            r, c = np.nonzero(judged_doc[sub])
-            cell = present[r].astype(np.int64) * n_docs + sub[r, c]
-            at = np.minimum(np.searchsorted(keys, cell), len(keys) - 1)
-            hit = (keys[at] == cell) & (c < depth_q[present[r]])  # and within the query's own depth
-            grades[present[r[hit]], c[hit]] = vals[at[hit]]
+    elif len(present) and width and len(judged.entry):
+        pos_of = doc_index if doc_index is not None else {d: i for i, d in enumerate(doc_ids)}
+        # positive judgments of ranked queries whose document is in the corpus, by sub row
+        sub_row = np.full(nj, -1, dtype=np.int64)
+        sub_row[present] = np.arange(len(present), dtype=np.int64)
+        doc = judged.arrays.positions(pos_of)[judged.entry]
+        srow = sub_row[judged.entry_row]
+        ok = (doc >= 0) & (srow >= 0)
+        doc, srow, grade = doc[ok], srow[ok], judged.entry_grade[ok]
+        if len(doc):
+            hits = _grade_cells(idx, rows[present], present, depth_q[present], width, n_docs,
+                                doc, srow, grade)
     not_judged = [q for q in query_ids if q not in qrels]
-    return _result(judged, grades, names, level, missing, not_judged)
+    return _result(judged, hits, names, level, missing, not_judged)
+
+
+# cells of the index matrix handled per block in _grade_cells (a few MB of temporaries)
+_CELL_BLOCK = 1 << 19
+
+
+def _grade_cells(idx: np.ndarray, idx_rows: np.ndarray, present: np.ndarray, depth: np.ndarray,
+                 width: int, n_docs: int, doc: np.ndarray, srow: np.ndarray,
+                 grade: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, grades): ``present[j], c`` for every cell ``idx[idx_rows[j], c]`` (``c <
+    min(width, depth[j])``) holding a document of a judged pair (``srow`` = j, ``doc``, ``grade``)."""
+    counts = np.bincount(doc, minlength=n_docs + 1)
+    owner = np.full(n_docs + 1, -1, dtype=np.int32)  # the last entry: what -1 padding reads
+    owned = np.zeros(n_docs + 1, dtype=np.int32)
+    single = counts[doc] == 1
+    owner[doc[single]] = srow[single]
+    owned[doc[single]] = grade[single]
+    owner[doc[~single]] = -2
+    shared_keys = srow[~single] * n_docs + doc[~single]
+    order = np.argsort(shared_keys, kind="stable")
+    shared_keys, shared_grade = shared_keys[order], grade[~single][order]
+    n_rows = len(present)
+    identity = n_rows == len(idx) and np.array_equal(idx_rows, np.arange(len(idx)))
+    deep = bool((depth < width).any())
+    step = max(1, _CELL_BLOCK // max(width, 1))
+    out_r: list[np.ndarray] = []
+    out_c: list[np.ndarray] = []
+    out_g: list[np.ndarray] = []
+    for a in range(0, n_rows, step):
+        b = min(a + step, n_rows)
+        blk = idx[a:b, :width] if identity else idx[idx_rows[a:b], :width]
+        og = owner[blk]
+        here = np.arange(a, b, dtype=np.int32)[:, None]
+        mask = og == here
+        if len(shared_keys):
+            mask |= og == -2
+        r, c = np.nonzero(mask)
+        if not len(r):
+            continue
+        d = blk[r, c]
+        who = og[r, c]
+        g = owned[d]
+        shared = who == -2
+        if shared.any():
+            key = (r[shared] + a).astype(np.int64) * n_docs + d[shared]
+            at = np.minimum(np.searchsorted(shared_keys, key), len(shared_keys) - 1)
+            g[shared] = np.where(shared_keys[at] == key, shared_grade[at], 0)
+        if deep:
+            g[c >= depth[r + a]] = 0
+        keep = g > 0
+        out_r.append(present[r[keep] + a])
+        out_c.append(c[keep])
+        out_g.append(g[keep])
+    if not out_r:
+        none = np.empty(0, dtype=np.int64)
+        return none, none, none
+    return np.concatenate(out_r), np.concatenate(out_c), np.concatenate(out_g)
 
 
 _first = itemgetter(0)
@@ -462,7 +634,6 @@ def evaluate_run(
     hit_rank: list[int] = []
     hit_grade: list[int] = []
     missing: list[str] = []
-    width = 0
     for qi, (qid, pos, r) in enumerate(zip(judged.qids, judged.positive, judged.num_rel.tolist())):
         docs = run.get(qid)
         if not docs:
@@ -496,10 +667,7 @@ def evaluate_run(
                 hit_q.append(qi)
                 hit_rank.append(rank)
                 hit_grade.append(g)
-                if rank + 1 > width:
-                    width = rank + 1
     not_judged = [q for q in run if q not in qrels]
-    grades = np.zeros((len(judged.qids), width), dtype=np.int32)
-    if hit_q:
-        grades[np.asarray(hit_q), np.asarray(hit_rank)] = np.asarray(hit_grade, dtype=np.int32)
-    return _result(judged, grades, names, level, missing, not_judged)
+    hits = (np.asarray(hit_q, dtype=np.int64), np.asarray(hit_rank, dtype=np.int64),
+            np.asarray(hit_grade, dtype=np.int64))
+    return _result(judged, hits, names, level, missing, not_judged)
