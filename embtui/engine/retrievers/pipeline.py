@@ -98,8 +98,10 @@ class PipelineRetriever:
                                       "depth": depth}
             record[f"candidate_recall@{depth}"] = self._candidate_recall(ctx, idx[:, :depth])
             t0 = time.perf_counter()
-            idx, scores, fp, device, n_docs_encoded = self._rerank(ctx, stage, idx[:, :depth], j)
+            idx, scores, fp, device, n_docs_encoded, encode = self._rerank(ctx, stage, idx[:, :depth], j)
             seconds = time.perf_counter() - t0
+            if encode is not None:  # a bi-encoder: what it encoded now and what the cache gave
+                record["encode"] = encode
             record.update(seconds=round(seconds, 4), documents_scored=n_docs_encoded,
                           pairs_per_s=round(int((idx >= 0).sum()) / seconds, 2) if seconds > 0 else None)
             records.append(record)
@@ -148,26 +150,28 @@ class PipelineRetriever:
 
     # -- rerank --------------------------------------------------------------------------------
     def _rerank(self, ctx: RetrievalContext, stage: RerankStage, cand: np.ndarray, j: int,
-                ) -> tuple[np.ndarray, np.ndarray, str | None, str | None, int]:
+                ) -> tuple[np.ndarray, np.ndarray, str | None, str | None, int, dict[str, Any] | None]:
         from embtui.engine.models import ModelSpec
 
         spec = ModelSpec.from_dict(stage.model)
         unique = np.unique(cand[cand >= 0])
+        encode = None
         if stage.kind == "cross-encoder":
             scores, fp, device = _cross_encoder_scores(ctx, spec, cand)
         else:
-            scores, fp, device = _bi_encoder_scores(ctx, spec, cand, unique, f"rerank{j + 1}_")
+            scores, fp, device, encode = _bi_encoder_scores(ctx, spec, cand, unique, f"rerank{j + 1}_")
         tie = ctx.tie_order[np.where(cand >= 0, cand, 0)]
         scores = np.where(cand >= 0, scores, -np.inf).astype(np.float32)
         order = np.lexsort((tie, -scores), axis=-1)
         return (np.take_along_axis(cand, order, axis=1), np.take_along_axis(scores, order, axis=1),
-                fp, device, int(len(unique)))
+                fp, device, int(len(unique)), encode)
 
 
 def _bi_encoder_scores(ctx: RetrievalContext, spec: "ModelSpec", cand: np.ndarray, unique: np.ndarray,
-                       prefix: str) -> tuple[np.ndarray, str | None, str | None]:
+                       prefix: str) -> tuple[np.ndarray, str | None, str | None, dict[str, Any]]:
     """Cosine (or inner product, unnormalised) of each query with its candidates; only the
-    candidate documents are encoded, through the cache like any embedding."""
+    candidate documents are encoded, through the cache like any embedding (the last item: the
+    documents' and queries' encode statistics, what was encoded now and what the cache gave)."""
     from embtui.engine.encode import DEFAULT_CHUNK_TEXTS, Encoder
 
     stages = _StageTimings(ctx.stages, prefix)
@@ -175,11 +179,11 @@ def _bi_encoder_scores(ctx: RetrievalContext, spec: "ModelSpec", cand: np.ndarra
                       cache_dtype=ctx.req.cache_dtype, chunk_texts=ctx.req.chunk_texts or DEFAULT_CHUNK_TEXTS)
     texts = ctx.corpus.encode_texts()
     t0 = stages.start("encode candidates", len(unique))
-    doc_vecs, _ = encoder.encode([texts[i] for i in unique.tolist()], "document",
-                                 progress=stages.progress, cancel=ctx.cancel)
+    doc_vecs, doc_stats = encoder.encode([texts[i] for i in unique.tolist()], "document",
+                                         progress=stages.progress, cancel=ctx.cancel)
     stages.end("encode_documents_s", t0)
     t0 = stages.start("encode queries", len(ctx.query_texts))
-    q_vecs, _ = encoder.encode(ctx.query_texts, "query", progress=stages.progress, cancel=ctx.cancel)
+    q_vecs, q_stats = encoder.encode(ctx.query_texts, "query", progress=stages.progress, cancel=ctx.cancel)
     stages.end("encode_queries_s", t0)
     encoder.unload()
     row_of = np.full(len(ctx.corpus), -1, dtype=np.int64)
@@ -195,7 +199,8 @@ def _bi_encoder_scores(ctx: RetrievalContext, spec: "ModelSpec", cand: np.ndarra
     for start in range(0, len(q), block):
         scores[start:start + block] = np.einsum("qd,qkd->qk", q[start:start + block],
                                                 docs[rows[start:start + block]])
-    return scores, encoder.fingerprint, encoder.device
+    return (scores, encoder.fingerprint, encoder.device,
+            {"documents": doc_stats.to_dict(), "queries": q_stats.to_dict()})
 
 
 def _cross_encoder_scores(ctx: RetrievalContext, spec: "ModelSpec", cand: np.ndarray,
