@@ -228,7 +228,7 @@ def test_a_damaged_code_index_is_refused_and_an_hnsw_run_rebuilds_it(demo_store,
     exact = run("int8", 4, index="exact")
     first = run("int8", 4)
     assert first.index_config["kind"] == "hnsw" and first.index_config["reused"] is False
-    assert first.index_config["hnsw"]["dtype"] == "i8" and first.index_config["hnsw"]["metric"] == "ip"
+    assert first.index_config["code_index"]["dtype"] == "i8" and first.index_config["code_index"]["metric"] == "ip"
     assert first.info["bytes_per_doc"] == 32 and first.info["ann_recall@10"] >= 0.9
     assert first.info["index_bytes_per_doc"] == pytest.approx(first.info["index_bytes"] / 400, abs=0.1)
     assert first.info["ann_recall@10"] == pytest.approx(overlap(first, exact), abs=1e-6)
@@ -249,7 +249,7 @@ def test_a_damaged_code_index_is_refused_and_an_hnsw_run_rebuilds_it(demo_store,
     # binary: b1 hamming; the tiny random model gives only a few dozen distinct 32-bit codes, a
     # graph of duplicates, so its recall is low here: recorded, warned about, and what it says
     exact_b, binary = run("binary", 4, index="exact"), run("binary", 4)
-    assert binary.index_config["hnsw"]["dtype"] == "b1" and binary.index_config["hnsw"]["metric"] == "hamming"
+    assert binary.index_config["code_index"]["dtype"] == "b1" and binary.index_config["code_index"]["metric"] == "hamming"
     assert binary.info["bytes_per_doc"] == 4
     assert binary.info["ann_recall@10"] == pytest.approx(overlap(binary, exact_b), abs=1e-6)
 

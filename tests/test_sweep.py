@@ -185,8 +185,9 @@ def test_quantised_points_with_hnsw_use_an_index_over_the_codes(tmp_path: Path, 
     ws = ["--workspace", str(tmp_path / "ws")]
     assert main([*ws, "import", "beir", str(DEMO), "--project", "demo"]) == 0
     capsys.readouterr()
-    assert main([*ws, "sweep", "--project", "demo", "--model", str(tiny_model), "--precision", "int8,binary",
-                 "--rescore", "1,4", "--hnsw-ef", "exact,64", "--device", "cpu", "--json"]) == 0
+    args = [*ws, "sweep", "--project", "demo", "--model", str(tiny_model), "--precision", "int8,binary",
+            "--rescore", "1,4", "--hnsw-ef", "exact,64", "--device", "cpu", "--json"]
+    assert main(args) == 0
     runs = json.loads(capsys.readouterr().out)["runs"]
     assert len(runs) == 1 + 2 * 2 * 2
     assert all(r["documents_encoded"] == 0 for r in runs[1:])
@@ -200,7 +201,7 @@ def test_quantised_points_with_hnsw_use_an_index_over_the_codes(tmp_path: Path, 
             assert run.index_config["kind"] == "exact" and r["ann_recall@10"] is None
             continue
         assert run.index_config["kind"] == "hnsw"
-        assert run.index_config["hnsw"]["dtype"] == {"int8": "i8", "binary": "b1"}[precision]
+        assert run.index_config["code_index"]["dtype"] == {"int8": "i8", "binary": "b1"}[precision]
         assert run.index_config["hnsw"]["expansion_search"] == 64
         assert run.index_config["reused"] is (rescore == 4)  # built by the x1 point, reused by x4
         ex = store.run_rankings(by[(precision, rescore, None)]["id"])
@@ -210,3 +211,6 @@ def test_quantised_points_with_hnsw_use_an_index_over_the_codes(tmp_path: Path, 
         assert r["index_bytes_per_doc"] > r["bytes_per_doc"]  # the codes plus the graph
     assert by[("int8", 1, 64)]["ann_recall@10"] >= 0.9
     assert f"{tiny_model} int8 x4 ef64" in {r["model"] for r in runs}
+    assert main(args) == 0  # the same sweep again: every run, the code-index ones too, is reused
+    again = json.loads(capsys.readouterr().out)["runs"]
+    assert [r["id"] for r in again] == [r["id"] for r in runs] and all(r["reused"] for r in again)

@@ -108,9 +108,12 @@ def _quantized_hnsw(ctx: RetrievalContext, spec: "ModelSpec", qc: "QuantizedCorp
     warning), searched with the run's rescoring; its recall@10 against the exact quantised
     search (same codes, same rescoring) is measured on a sample of queries and recorded."""
     store, stages, info = ctx.store, ctx.stages, ctx.info
-    config = ctx.req.hnsw
+    # recorded as a float32 HNSW run records its settings (so an identical run is found and reused);
+    # what USearch stores and compares, beside them
+    config = HnswConfig.from_dict({**ctx.req.hnsw.to_dict(), "metric": ctx.index_config["metric"]})
     metric, dtype = CODE_INDEX[qc.precision]
-    ctx.index_config["hnsw"] = {**config.to_dict(), "metric": metric, "dtype": dtype}
+    ctx.index_config["hnsw"] = config.to_dict()
+    ctx.index_config["code_index"] = {"metric": metric, "dtype": dtype}
     key = hashlib.sha256(json.dumps(
         {"corpus": info["corpus_hash"], "codes": qc.precision,
          "model": {k: v for k, v in spec.to_dict().items() if k not in _NOT_IN_INDEX_KEY},
@@ -131,7 +134,7 @@ def _quantized_hnsw(ctx: RetrievalContext, spec: "ModelSpec", qc: "QuantizedCorp
         index.save(path)
         store.register_artifact(store.ws.rel(path), "hnsw-index", path.stat().st_size,
                                 {"corpus_hash": info["corpus_hash"], "model": spec.name,
-                                 "quantize": qc.precision, **ctx.index_config["hnsw"]})
+                                 "quantize": qc.precision, **config.to_dict(), **ctx.index_config["code_index"]})
         ctx.index_config["reused"] = False
     stages.end("index_build_s", t0)
     info["index_bytes"] = int(path.stat().st_size)  # the codes and the graph
