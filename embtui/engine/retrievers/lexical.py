@@ -19,11 +19,13 @@ class LexicalRetriever:
         self.spec = spec
 
     def retrieve(self, ctx: RetrievalContext) -> Retrieval:
-        from embtui.engine.bm25 import BM25Retriever
+        from embtui.engine.bm25 import BM25Retriever, corpus_batches
 
         stages = ctx.stages
         t0 = stages.start("index bm25", len(ctx.corpus))
-        index = BM25Retriever(ctx.corpus.encode_texts(), self.spec.bm25, progress=stages.progress)
+        # the texts a slice at a time: the corpus is never copied whole into a second list
+        index = BM25Retriever(batches=corpus_batches(ctx.corpus), total=len(ctx.corpus),
+                              params=self.spec.bm25, progress=stages.progress, cancel=ctx.cancel)
         stages.end("index_build_s", t0)
         t0 = stages.start("search", len(ctx.query_texts))
         idx, scores = index.search(ctx.query_texts, ctx.depth, ctx.tie_order,
