@@ -188,6 +188,87 @@ def test_tie_at_kth_position_keeps_tie_winners(chunk):
     assert idx[0, 2:].tolist() == [19, 15, 2]
 
 
+def full_matrix_reference(q, x, k, metric, tie):
+    """A plain numpy reference: the whole [Q, N] score matrix in float64, each row ordered by
+    score descending then tie ascending (exact here: the vectors make every score a dyadic
+    rational, so float32 and float64 agree and nothing depends on summation order)."""
+    q64, x64 = q.astype(np.float64), x.astype(np.float64)
+    if metric == "cos":
+        q64 = q64 / np.linalg.norm(q64, axis=1, keepdims=True)
+        full = (q64 @ x64.T) / np.linalg.norm(x64, axis=1)[None, :]
+    elif metric == "ip":
+        full = q64 @ x64.T
+    else:
+        full = -((q64[:, None, :] - x64[None, :, :]) ** 2).sum(-1)
+    order = np.lexsort((np.broadcast_to(tie, full.shape), -full), axis=-1)[:, :k]
+    return order, np.take_along_axis(full, order, axis=1)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_exact_equals_full_matrix_reference_with_heavy_ties(monkeypatch, metric, seed):
+    import embtui.engine.search as search
+
+    rng = np.random.default_rng(seed)
+    # entries in {-1, 1} (norm 4 in d=16: cos scores are exact too) plus exact duplicates: only
+    # 17 distinct dot products, so nearly every k-th place is a tie decided by the tie order
+    x = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(1500, 16))
+    x[1000:1100] = x[:100]
+    q = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(23, 16))
+    tie = rng.permutation(len(x))
+    for k in (1, 10, 100, 700):
+        want_idx, want_sc = full_matrix_reference(q, x, k, metric, tie)
+        for chunk, block_bytes, q_bytes in ((16384, 16 << 20, 64 << 20), (97, 4 * 23 * 40, 64 << 20),
+                                            (300, 4 * 5 * 16, 4 * 300 * 5)):
+            monkeypatch.setattr(search, "_BLOCK_BYTES", block_bytes)
+            monkeypatch.setattr(search, "_MIN_BLOCK_DOCS", 1)
+            monkeypatch.setattr(search, "_SCORE_BLOCK_BYTES", q_bytes)  # query batches of 5
+            idx, sc = exact_search(q, x, k, metric=metric, tie_order=tie, chunk_size=chunk)
+            np.testing.assert_array_equal(idx, want_idx, err_msg=f"k={k} chunk={chunk}")
+            np.testing.assert_array_equal(sc, want_sc.astype(np.float32))
+
+
+def test_exact_cos_unnormalised_documents_many_blocks(monkeypatch):
+    # cos with documents of every norm: raw products are tested against a bound, then rescored
+    import embtui.engine.search as search
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3000, 24)).astype(np.float32) * rng.uniform(0.1, 10, size=(3000, 1)).astype(np.float32)
+    x[2000:2200] = x[:200] * 2  # same direction, other norm: tied cosine (up to float32 rounding)
+    x[2500] = 0.0  # a zero vector scores 0
+    q = rng.standard_normal((9, 24)).astype(np.float32)
+    monkeypatch.setattr(search, "_BLOCK_BYTES", 4 * 9 * 64)
+    monkeypatch.setattr(search, "_MIN_BLOCK_DOCS", 1)
+    tie = rng.permutation(len(x))
+    # the reference: the same float32 arithmetic over the whole matrix, then the tie rule
+    qn = q / np.sqrt(np.einsum("ij,ij->i", q, q))[:, None]
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    norms[norms == 0] = 1.0
+    full = (qn @ x.T) * (1.0 / norms)[None, :]
+    for k in (5, 50, 400):
+        want = np.lexsort((np.broadcast_to(tie, full.shape), -full), axis=-1)[:, :k]
+        idx, sc = exact_search(q, x, k, tie_order=tie, chunk_size=1000)
+        np.testing.assert_array_equal(idx, want)
+        np.testing.assert_array_equal(sc, np.take_along_axis(full, want, axis=1))
+
+
+def test_best_k_key_order_matches_lexsort():
+    from embtui.engine.search import _best_k
+
+    rng = np.random.default_rng(0)
+    sc = np.round(rng.standard_normal((50, 40)), 1).astype(np.float32)
+    sc[:, -4:] = -np.inf
+    sc[0, :3] = -0.0  # -0.0 ties with 0.0
+    sc[1, :3] = 0.0
+    idx = np.array([rng.choice(1000, 40, replace=False) for _ in range(50)])
+    idx[:, -4:] = -1
+    ties = rng.permutation(1000)
+    for k in (1, 7, 40):
+        tie = np.where(idx >= 0, ties[idx], np.iinfo(np.int64).max)
+        want = np.lexsort((tie, -sc), axis=-1)[:, :k]
+        np.testing.assert_array_equal(_best_k(sc, idx, ties, k), want)
+
+
 def test_tie_rule_with_ids_matches_trec_eval_order():
     # all docs identical: ranking must be doc id descending as strings
     ids = ["9", "10", "2", "100", "30"]

@@ -133,6 +133,96 @@ def _chunk_topk(s: np.ndarray, k: int, ties: np.ndarray, base: int) -> tuple[np.
     return cols, sel
 
 
+class _RunningTopK:
+    """Each query's best ``k`` so far under the tie rule (score descending, tie ascending), fed
+    candidate (row, column, score) cells. Candidates wait in a buffer and are merged in one
+    vectorised sort when it is full, so a merge is paid per ~``limit`` candidates, not per block.
+    ``thr[q]``: the k-th best score merged so far (-inf while fewer than k): a cell scoring below
+    it can never enter q's top k, since k cells already beat it on score (a cell equal to it may
+    still win on the tie order, so equal cells are candidates)."""
+
+    def __init__(self, n_q: int, k: int, ties: np.ndarray, limit: int) -> None:
+        self.k, self.ties, self.limit = k, ties, limit
+        self.idx = np.full((n_q, k), -1, dtype=np.int64)
+        self.sc = np.full((n_q, k), -np.inf, dtype=np.float32)
+        self.thr = np.full(n_q, -np.inf, dtype=np.float32)
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending = 0
+
+    def offer(self, rows: np.ndarray, cols: np.ndarray, scores: np.ndarray) -> None:
+        if len(rows):
+            self._parts.append((rows, cols, scores))
+            self._pending += len(rows)
+            if self._pending >= self.limit:
+                self.merge()
+
+    def merge(self) -> None:
+        if not self._parts:
+            return
+        n_q, k = self.idx.shape
+        rows = np.concatenate([p[0] for p in self._parts])
+        cols = np.concatenate([p[1] for p in self._parts])
+        scores = np.concatenate([p[2] for p in self._parts])
+        self._parts, self._pending = [], 0
+        # one padded row per query: its k current results, then its candidates
+        order = np.argsort(rows, kind="stable")  # each part is row-sorted: a merge of sorted runs
+        rows, cols, scores = rows[order], cols[order], scores[order]
+        counts = np.bincount(rows, minlength=n_q)
+        at = np.arange(len(rows), dtype=np.int64) - (np.cumsum(counts) - counts)[rows] + k
+        width = k + int(counts.max())
+        m_idx = np.full((n_q, width), -1, dtype=np.int64)
+        m_sc = np.full((n_q, width), -np.inf, dtype=np.float32)
+        m_idx[:, :k] = self.idx
+        m_sc[:, :k] = self.sc
+        m_idx[rows, at] = cols
+        m_sc[rows, at] = scores
+        best = _best_k(m_sc, m_idx, self.ties, k)
+        self.idx = np.take_along_axis(m_idx, best, axis=1)
+        self.sc = np.take_along_axis(m_sc, best, axis=1)
+        self.thr = self.sc[:, k - 1].copy()
+
+
+_TIE_BITS = 31
+
+
+def _best_k(sc: np.ndarray, idx: np.ndarray, ties: np.ndarray, k: int) -> np.ndarray:
+    """Column positions of each row's best ``k`` cells, in order: score descending, then tie
+    ascending; empty cells (``idx`` -1, score -inf) last. One int64 key per cell (the float32
+    score's order-preserving bits, then the tie rank) so one partition and one small sort suffice."""
+    n = len(ties)
+    if n >= 1 << _TIE_BITS:  # tie ranks too wide to pack beside the score: two-key sort
+        tie = np.where(idx >= 0, ties[idx], np.iinfo(np.int64).max)
+        return np.lexsort((tie, -sc), axis=-1)[:, :k]
+    bits = (sc + np.float32(0.0)).view(np.int32).astype(np.int64)  # + 0: -0.0 becomes 0.0
+    ordered = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # float order as integer order
+    tie = np.where(idx >= 0, ties[idx], n)  # empty cells lose every tie
+    key = ((0x7FFFFFFF - ordered) << _TIE_BITS) | tie  # ascending key = the tie rule's order
+    if key.shape[1] > k:
+        part = np.argpartition(key, k - 1, axis=1)[:, :k]
+        order = np.argsort(np.take_along_axis(key, part, axis=1), axis=1)
+        return np.take_along_axis(part, order, axis=1)
+    return np.argsort(key, axis=1)
+
+
+# Score block: the docs one matrix product covers for a query batch, sized so the block
+# [queries, docs] float32 (written by BLAS, then read once by the threshold test) stays cache-sized.
+_BLOCK_BYTES = 16 * 1024 * 1024
+_MIN_BLOCK_DOCS = 512
+
+
+def _cells(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the True cells of a 2-D mask (flatnonzero: far cheaper than 2-D nonzero
+    when few cells are set)."""
+    flat = np.flatnonzero(mask)
+    return np.divmod(flat, mask.shape[1])
+
+
+def _lower_bound_f32(x: np.ndarray) -> np.ndarray:
+    """float32 values no larger than ``x`` (float64), a relative 1e-6 below: a safe threshold."""
+    y = (x - 1e-6 * np.abs(x) - 1e-30).astype(np.float32)
+    return np.nextafter(y, np.float32(-np.inf))
+
+
 def exact_search(
     queries: np.ndarray,
     docs: np.ndarray,
@@ -154,6 +244,14 @@ def exact_search(
     score descending, ties broken by ``tie_order`` ascending (row index ascending when None); the
     cut at k is exact under that rule. ``progress`` gets "search" events counting docs processed;
     ``cancel`` is checked once per chunk.
+
+    How: each chunk is scored in cache-sized blocks by one BLAS matrix product per (query batch,
+    block). Until a query has k results, a block's top k is picked with argpartition (ties at the
+    cut resolved exactly); after that only cells scoring at least the query's current k-th score
+    can enter, and one comparison over the block finds them (typically a few per query per
+    block), so selection costs one pass over the scores instead of a partition. Candidates merge
+    into the running top-k in batches. Scores are the same float32 values as one product over
+    everything (cos: the dot product times the document's inverse norm, as before).
     """
     _check_metric(metric)
     queries = _as_matrix(queries, "queries")
@@ -167,50 +265,70 @@ def exact_search(
     k = max(0, min(int(k), n))
     ties = _check_tie_order(tie_order, n)
 
-    out_idx = np.full((n_q, k), -1, dtype=np.int64)
-    out_sc = np.full((n_q, k), -np.inf, dtype=np.float32)
-    out_tie = np.full((n_q, k), np.iinfo(np.int64).max, dtype=np.int64)
     meter = Meter("search", n, progress)
     if k == 0 or n_q == 0:
         meter.finish()
-        return out_idx, out_sc
+        return np.full((n_q, k), -1, dtype=np.int64), np.full((n_q, k), -np.inf, dtype=np.float32)
 
     q = np.ascontiguousarray(queries, dtype=np.float32)
     if metric == "cos":
         q = q / _row_norms(q)[:, None]
     q_sq = np.einsum("ij,ij->i", q, q) if metric == "l2sq" else None
     chunk = min(chunk_size, n)
-    q_batch = max(1, min(n_q, _SCORE_BLOCK_BYTES // (4 * chunk)))
+    q_batch = max(1, min(n_q, _SCORE_BLOCK_BYTES // (4 * min(chunk, 16384))))
+    block = max(_MIN_BLOCK_DOCS, _BLOCK_BYTES // (4 * q_batch))
+    top = _RunningTopK(n_q, k, ties, limit=max(n_q * k, 1 << 14))
 
     for start in range(0, n, chunk):
         if cancel is not None:
             cancel.check()
         stop = min(start + chunk, n)
-        x = np.asarray(docs[start:stop], dtype=np.float32)  # view for float32, copy for float16
-        inv = 1.0 / _row_norms(x) if metric == "cos" else None
-        x_sq = np.einsum("ij,ij->i", x, x) if metric == "l2sq" else None
-        for qs in range(0, n_q, q_batch):
-            qe = min(qs + q_batch, n_q)
-            s = q[qs:qe] @ x.T
-            if metric == "cos":
-                s *= inv[None, :]
-            elif metric == "l2sq":
-                s *= 2.0
-                s -= x_sq[None, :]
-                s -= q_sq[qs:qe, None]
-                np.minimum(s, 0.0, out=s)  # a squared distance is never negative
-            cols, sc = _chunk_topk(s, k, ties, start)
-            idx = cols.astype(np.int64) + start
-            merged_idx = np.concatenate([out_idx[qs:qe], idx], axis=1)
-            merged_sc = np.concatenate([out_sc[qs:qe], sc], axis=1)
-            merged_tie = np.concatenate([out_tie[qs:qe], ties[idx]], axis=1)
-            order = np.lexsort((merged_tie, -merged_sc), axis=-1)[:, :k]
-            out_idx[qs:qe] = np.take_along_axis(merged_idx, order, axis=1)
-            out_sc[qs:qe] = np.take_along_axis(merged_sc, order, axis=1)
-            out_tie[qs:qe] = np.take_along_axis(merged_tie, order, axis=1)
+        xc = np.asarray(docs[start:stop], dtype=np.float32)  # view for float32, copy for float16
+        inv_c = 1.0 / _row_norms(xc) if metric == "cos" else None
+        x_sq_c = np.einsum("ij,ij->i", xc, xc) if metric == "l2sq" else None
+        for bs in range(0, stop - start, block):
+            be = min(bs + block, stop - start)
+            x = xc[bs:be]
+            base = start + bs
+            inv = None
+            if inv_c is not None:
+                inv = inv_c[bs:be]
+                if not (inv != 1.0).any():  # unit-norm documents: the product is the score
+                    inv = None
+            for qs in range(0, n_q, q_batch):
+                qe = min(qs + q_batch, n_q)
+                s = q[qs:qe] @ x.T
+                if metric == "l2sq":
+                    s *= 2.0
+                    s -= x_sq_c[None, bs:be]
+                    s -= q_sq[qs:qe, None]
+                    np.minimum(s, 0.0, out=s)  # a squared distance is never negative
+                thr = top.thr[qs:qe]
+                if np.isneginf(thr).any():  # some query has fewer than k: partition this block
+                    if inv is not None:
+                        s *= inv[None, :]
+                    cols, sc = _chunk_topk(s, k, ties, base)
+                    rows = np.repeat(np.arange(qs, qe, dtype=np.int64), cols.shape[1])
+                    top.offer(rows, cols.ravel().astype(np.int64) + base, sc.ravel())
+                    top.merge()
+                    continue
+                if inv is None:
+                    r, c = _cells(s >= thr[:, None])
+                    cand = s[r, c]
+                else:
+                    # the score is the product times inv: test the raw product against a bound
+                    # below every threshold / inv, then compute the candidates' exact scores
+                    t64 = thr.astype(np.float64)
+                    lo = np.minimum(t64 / float(inv.max()), t64 / float(inv.min()))
+                    r, c = _cells(s >= _lower_bound_f32(lo)[:, None])
+                    cand = s[r, c] * inv[c]
+                    keep = cand >= thr[r]
+                    r, c, cand = r[keep], c[keep], cand[keep]
+                top.offer(r + qs, c.astype(np.int64) + base, cand)
         meter.update(stop)
+    top.merge()
     meter.finish()
-    return out_idx, out_sc
+    return top.idx, top.sc
 
 
 # --------------------------------------------------------------------------------------------------
