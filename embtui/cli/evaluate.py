@@ -42,7 +42,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         force=args.force, device=args.device, index=args.index, hnsw=_hnsw_config(args), ks=ks,
         ignore_identical_ids=args.ignore_identical_ids, skip_unanswerable=args.skip_unanswerable,
         depth=1000 if args.run_file else None,
-        cache_dtype="float16" if args.cache_f16 else "float32")
+        cache_dtype="float16" if args.cache_f16 else "float32",
+        executor=args.executor, ray_address=args.ray_address, chunk_texts=args.chunk_texts)
     if plan.depth_note:  # said once, not per model
         print(f"embtui: note: {plan.depth_note}", file=sys.stderr)
     for same in plan.reused:
@@ -155,7 +156,15 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--model", action="append", required=True,
                    help="saved spec name, hub id, local path or 'bm25' (repeat for several)")
     p.add_argument("--split", help="default: the project's only split, else test")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: the spec's, else auto)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: the spec's, else auto); "
+                                    "several to encode on all of them: cuda:0,cuda:1 or gpus")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where the corpus is encoded: here (default) or on a Ray cluster")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="the Ray cluster (HOST:PORT or auto; default: RAY_ADDRESS, else a local one)")
+    p.add_argument("--chunk-texts", type=int, metavar="N",
+                   help="texts per committed cache chunk: what a kill can lose, and the unit sent to "
+                        "each device or Ray task (default 512)")
     p.add_argument("--index", choices=["auto", "exact", "hnsw"], default="auto")
     p.add_argument("--k", default="1,3,5,10,100", help="cutoffs, comma-separated")
     p.add_argument("--json", action="store_true", help="print the runs as JSON")

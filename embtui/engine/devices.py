@@ -160,15 +160,27 @@ def list_devices(use_torch: bool = False) -> list[DeviceInfo]:
 
 
 def check_device_name(device: str) -> str:
-    """Validate the syntax of a device name (no torch import)."""
-    if device in ("auto", "cpu", "mps", "cuda") or re.fullmatch(r"cuda:\d+", device):
+    """Validate the syntax of a device name (no torch import): one device, ``gpus`` (every CUDA
+    device of this server) or a comma-separated list (``cuda:0,cuda:1``) to encode on several."""
+    if device == "gpus":
         return device
-    raise EmbtuiError(f"unknown device '{device}'", "use auto, cpu, cuda, cuda:N or mps")
+    names = [d.strip() for d in device.split(",")] if "," in device else [device]
+    for name in names:
+        if not (name in ("auto", "cpu", "mps", "cuda") or re.fullmatch(r"cuda:\d+", name)):
+            raise EmbtuiError(f"unknown device '{name}'",
+                              "use auto, cpu, cuda, cuda:N, mps, gpus or a list such as cuda:0,cuda:1")
+    return device
 
 
 def resolve_device(device: str) -> str:
-    """Turn `auto` into the best available device and check that a named one exists."""
+    """Turn `auto` into the best available device and check that a named one exists. Of several
+    devices (``cuda:0,cuda:1``, ``gpus``) the first: what runs on one device (a live query, a
+    reranker) runs there, while encoding a corpus uses them all (engine/executors.py)."""
     check_device_name(device)
+    if device == "gpus":
+        device = "cuda:0"
+    elif "," in device:
+        device = device.split(",")[0].strip()
     if device == "cpu":
         return "cpu"
     import torch

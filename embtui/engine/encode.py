@@ -11,6 +11,11 @@ import numpy as np
 
 from embtui.engine.cache import EmbeddingCache, hash_texts
 from embtui.engine.devices import resolve_device
+from embtui.engine.executors import (EXECUTORS, BatchState, ChunkDone, DevicePool, DeviceTally,
+                                     RayExecutor, encode_batches, expand_devices, is_multi_device,
+                                     is_oom)
+
+__all__ = ["DEFAULT_CHUNK_TEXTS", "EncodeStats", "Encoder", "is_oom", "truncate"]
 from embtui.engine.loading import load_model
 from embtui.engine.models import ModelSpec, cache_key, fingerprint
 from embtui.engine.progress import CancelToken, Meter, ProgressCallback
@@ -26,11 +31,6 @@ def _ram_budget() -> int:
     import psutil
 
     return psutil.virtual_memory().available // 4
-
-
-def is_oom(exc: BaseException) -> bool:
-    """True for a CUDA/MPS out-of-memory error (matched by type name, so torch needn't be imported)."""
-    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,12 @@ class Encoder:
 
     def __init__(self, spec: ModelSpec, cache_root: Path, *, store: "Store | None" = None,
                  device: str | None = None, cache_dtype: str = "float32",
-                 chunk_texts: int = DEFAULT_CHUNK_TEXTS) -> None:
+                 chunk_texts: int = DEFAULT_CHUNK_TEXTS, executor: str = "local",
+                 ray_address: str | None = None) -> None:
         if spec.is_bm25:
             raise EmbtuiError("bm25 is lexical and has no embeddings", "use a dense model here")
+        if executor not in EXECUTORS:
+            raise EmbtuiError(f"unknown executor '{executor}'", f"use one of {', '.join(EXECUTORS)}")
         self.spec = spec
         self.store = store
         self.cache_root = Path(cache_root)
@@ -79,7 +82,11 @@ class Encoder:
         self.batch_size = spec.batch_size
         self._fingerprint = fingerprint(spec, store)
         self._model: Any = None
-        self.load_warnings: list[str] = []  # a damaged ONNX export made again
+        self.load_warnings: list[str] = []  # a damaged ONNX export made again; a device worker lost
+        self.executor_kind = executor
+        self.ray_address = ray_address
+        self._exec: Any = None
+        self.devices = DeviceTally()  # texts and model seconds per device (distributed encodes)
 
     @property
     def fingerprint(self) -> str | None:
@@ -152,49 +159,81 @@ class Encoder:
 
     def _encode_missing(self, texts: list[str], hashes: list[bytes], role: str,
                         cache: EmbeddingCache, meter: Meter, cancel: CancelToken) -> float:
+        if self.distributed:
+            return self._encode_distributed(texts, hashes, role, cache, meter, cancel)
         model = self.model()
         meter.device = self.device
         meter.batch_size = self.batch_size
-        prompt, prompt_name = self.spec.prompt_for(role)
+        state = BatchState(self.batch_size)
         seconds = 0.0
         done = 0
+
+        def on_batch(n: int) -> None:
+            nonlocal done
+            done += n
+            self.batch_size = meter.batch_size = state.batch_size
+            meter.update(done, force=n == 0)  # n == 0: the batch was halved after an OOM
+
         for start in range(0, len(texts), self.chunk_texts):
             cancel.check()
             chunk = texts[start:start + self.chunk_texts]
-            parts = []
-            pos = 0
-            while pos < len(chunk):
-                cancel.check()
-                batch = chunk[pos:pos + self.batch_size]
-                t0 = time.perf_counter()
-                try:
-                    vecs = model.encode(batch, batch_size=len(batch), prompt=prompt,
-                                        prompt_name=prompt_name, convert_to_numpy=True,
-                                        normalize_embeddings=self.spec.normalize,
-                                        show_progress_bar=False)
-                except Exception as exc:  # noqa: BLE001 - only OOM is handled; the rest re-raised
-                    if not is_oom(exc):
-                        if isinstance(exc, ValueError) and "prompt" in str(exc).lower():
-                            raise EmbtuiError(f"model '{self.spec.name}': {exc}") from exc
-                        raise
-                    self._free_device_memory()
-                    if self.batch_size == 1:
-                        raise EmbtuiError(
-                            f"out of memory on {self.device} even with batch size 1 for model "
-                            f"'{self.spec.name}'",
-                            "use a smaller max_seq_length, lower precision or another device",
-                        ) from exc
-                    self.batch_size = max(1, self.batch_size // 2)
-                    meter.batch_size = self.batch_size
-                    meter.update(done, force=True)
-                    continue
-                seconds += time.perf_counter() - t0
-                parts.append(np.asarray(vecs, dtype=np.float32))
-                pos += len(batch)
-                done += len(batch)
-                meter.update(done)
-            cache.append(hashes[start:start + len(chunk)], np.concatenate(parts))
+            vectors, took = encode_batches(model, self.spec, self.device, chunk, role, state,
+                                           cancel=cancel, on_batch=on_batch)
+            seconds += took
+            cache.append(hashes[start:start + len(chunk)], vectors)
+        self.batch_size = state.batch_size
         return seconds
+
+    # ---------------------------------------------------------------------------------------------
+    # several devices of this server, or a Ray cluster (engine/executors.py)
+
+    @property
+    def distributed(self) -> bool:
+        return self.executor_kind == "ray" or is_multi_device(self.requested_device)
+
+    def _executor(self) -> Any:
+        if self._exec is None:
+            onnx_dir = self.cache_root.parent / "onnx" if self.spec.precision.startswith("onnx") else None
+            if self.executor_kind == "ray":
+                self._exec = RayExecutor(self.spec, self.requested_device or "cpu", self.ray_address,
+                                         onnx_dir=onnx_dir)
+            else:
+                self._exec = DevicePool(expand_devices(self.requested_device or "cpu"), self.spec,
+                                        onnx_dir=onnx_dir)
+        return self._exec
+
+    def _encode_distributed(self, texts: list[str], hashes: list[bytes], role: str,
+                            cache: EmbeddingCache, meter: Meter, cancel: CancelToken) -> float:
+        """The missing texts in the same chunks as a local encode, each chunk encoded wherever the
+        executor sends it and committed to the cache here, in this process, as it comes back. The
+        seconds returned are wall time, so items/s is the throughput of all devices together;
+        ``self.devices`` holds each device's own."""
+        if self._fingerprint is None:  # a hub model: load it here once, so its commit is known
+            self.model()
+        executor = self._executor()
+        starts = list(range(0, len(texts), self.chunk_texts))
+        chunks = [texts[s:s + self.chunk_texts] for s in starts]
+        meter.device = ", ".join(executor.names) if executor.names else self.executor_kind
+        meter.batch_size = self.batch_size
+        done = 0
+        t0 = time.perf_counter()
+
+        def on_done(res: ChunkDone) -> None:
+            nonlocal done
+            s = starts[res.index]
+            cache.append(hashes[s:s + len(chunks[res.index])], res.vectors)
+            self.devices.add(res.where, len(chunks[res.index]), res.seconds)
+            self.batch_size = meter.batch_size = min(self.batch_size, res.batch_size)
+            done += len(chunks[res.index])
+            meter.message = self.devices.line()
+            meter.update(done)
+
+        executor.run(chunks, role, self.batch_size, on_done, cancel)
+        for w in executor.warnings:
+            if w not in self.load_warnings:
+                self.load_warnings.append(w)
+        self.device = meter.device = ", ".join(sorted(self.devices.texts)) or meter.device
+        return time.perf_counter() - t0
 
     def _free_device_memory(self) -> None:
         if self.device and self.device.startswith("cuda"):
@@ -203,8 +242,11 @@ class Encoder:
             torch.cuda.empty_cache()
 
     def unload(self) -> None:
-        """Drop the model and give the device's memory back."""
+        """Drop the model (and stop any device workers) and give the device's memory back."""
         self._model = None
+        if self._exec is not None:
+            self._exec.close()
+            self._exec = None
         self._free_device_memory()
 
 

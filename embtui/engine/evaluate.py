@@ -48,8 +48,16 @@ class EvalRequest:
     max_in_memory_bytes: int | None = None  # larger corpus matrices are memory-mapped from disk
     # judged queries with no relevant document: counted as 0 like trec_eval (False) or left out
     skip_unanswerable: bool = False
+    # where the corpus is encoded: "local" (this process, or one worker per device when ``device``
+    # names several) or "ray" (tasks on the Ray cluster at ``ray_address``); the numbers are the same
+    executor: str = "local"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
+        from embtui.engine.executors import EXECUTORS
+
+        if self.executor not in EXECUTORS:
+            raise EmbtuiError(f"unknown executor '{self.executor}'", f"use one of {', '.join(EXECUTORS)}")
         if self.index not in INDEX_KINDS:
             raise EmbtuiError(f"unknown index '{self.index}'", f"use one of {', '.join(INDEX_KINDS)}")
         object.__setattr__(self, "ks", check_ks(self.ks))
@@ -68,7 +76,8 @@ class EvalRequest:
                 "ks": list(self.ks), "ignore_identical_ids": self.ignore_identical_ids,
                 "depth": self.depth, "cache_dtype": self.cache_dtype, "chunk_texts": self.chunk_texts,
                 "max_in_memory_bytes": self.max_in_memory_bytes,
-                "skip_unanswerable": self.skip_unanswerable}
+                "skip_unanswerable": self.skip_unanswerable, "executor": self.executor,
+                "ray_address": self.ray_address}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EvalRequest":
