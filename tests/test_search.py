@@ -252,6 +252,24 @@ def test_exact_cos_unnormalised_documents_many_blocks(monkeypatch):
         np.testing.assert_array_equal(sc, np.take_along_axis(full, want, axis=1))
 
 
+@pytest.mark.parametrize("metric", METRICS)
+def test_exact_all_scores_tied(monkeypatch, metric):
+    # every document the same vector and a zero query: every cell ties with the k-th score, so every
+    # cell is a candidate; the tie order alone decides, and the merge stays one row at a time
+    import embtui.engine.search as search
+
+    monkeypatch.setattr(search, "_BLOCK_BYTES", 4 * 3 * 256)
+    x = np.tile(np.array([[1.0, 2.0, 2.0, 0.0]], dtype=np.float32), (6000, 1))
+    q = np.array([[0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 3.0, 0.0, 4.0]], dtype=np.float32)
+    tie = np.random.default_rng(0).permutation(len(x))
+    for k in (3, 300):
+        idx, sc = exact_search(q, x, k, metric=metric, tie_order=tie, chunk_size=2500)
+        want = np.argsort(tie)[:k]
+        for row in range(len(q)):
+            np.testing.assert_array_equal(idx[row], want)
+            assert len(set(sc[row].tolist())) == 1
+
+
 def test_best_k_key_order_matches_lexsort():
     from embtui.engine.search import _best_k
 

@@ -168,7 +168,20 @@ class _RunningTopK:
         order = np.argsort(rows, kind="stable")  # each part is row-sorted: a merge of sorted runs
         rows, cols, scores = rows[order], cols[order], scores[order]
         counts = np.bincount(rows, minlength=n_q)
-        at = np.arange(len(rows), dtype=np.int64) - (np.cumsum(counts) - counts)[rows] + k
+        starts = np.cumsum(counts) - counts
+        cap = max(4 * k, 1024)
+        if counts.max() > cap:  # a row with very many (tied) candidates: alone, not as everyone's width
+            for r in np.flatnonzero(counts > cap).tolist():
+                seg = slice(int(starts[r]), int(starts[r] + counts[r]))
+                r_idx = np.concatenate([self.idx[r], cols[seg]])[None, :]
+                r_sc = np.concatenate([self.sc[r], scores[seg]])[None, :]
+                best = _best_k(r_sc, r_idx, self.ties, k)[0]
+                self.idx[r], self.sc[r] = r_idx[0, best], r_sc[0, best]
+            light = counts[rows] <= cap
+            rows, cols, scores = rows[light], cols[light], scores[light]
+            counts = np.where(counts > cap, 0, counts)
+            starts = np.cumsum(counts) - counts
+        at = np.arange(len(rows), dtype=np.int64) - starts[rows] + k
         width = k + int(counts.max())
         m_idx = np.full((n_q, width), -1, dtype=np.int64)
         m_sc = np.full((n_q, width), -np.inf, dtype=np.float32)
@@ -277,7 +290,7 @@ def exact_search(
     chunk = min(chunk_size, n)
     q_batch = max(1, min(n_q, _SCORE_BLOCK_BYTES // (4 * min(chunk, 16384))))
     block = max(_MIN_BLOCK_DOCS, _BLOCK_BYTES // (4 * q_batch))
-    top = _RunningTopK(n_q, k, ties, limit=max(n_q * k, 1 << 14))
+    top = _RunningTopK(n_q, k, ties, limit=min(max(n_q * k, 1 << 14), 1 << 22))
 
     for start in range(0, n, chunk):
         if cancel is not None:
