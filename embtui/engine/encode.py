@@ -162,6 +162,12 @@ class Encoder:
         if self.distributed:
             return self._encode_distributed(texts, hashes, role, cache, meter, cancel)
         model = self.model()
+        chunk_texts = self.chunk_texts
+        fast = getattr(model, "fast_batch", None)  # a static model: big batches, big chunks
+        if fast:
+            self.batch_size = max(self.batch_size, fast)
+            if chunk_texts == DEFAULT_CHUNK_TEXTS:
+                chunk_texts = 8 * fast
         meter.device = self.device
         meter.batch_size = self.batch_size
         state = BatchState(self.batch_size)
@@ -174,9 +180,9 @@ class Encoder:
             self.batch_size = meter.batch_size = state.batch_size
             meter.update(done, force=n == 0)  # n == 0: the batch was halved after an OOM
 
-        for start in range(0, len(texts), self.chunk_texts):
+        for start in range(0, len(texts), chunk_texts):
             cancel.check()
-            chunk = texts[start:start + self.chunk_texts]
+            chunk = texts[start:start + chunk_texts]
             vectors, took = encode_batches(model, self.spec, self.device, chunk, role, state,
                                            cancel=cancel, on_batch=on_batch)
             seconds += took

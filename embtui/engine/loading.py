@@ -54,6 +54,11 @@ class StaticModelEncoder:
     the demo), so embtui runs the model as model2vec does. Numpy on the CPU; ``device`` is accepted
     and ignored."""
 
+    # numpy on the CPU needs no OOM-safe small batches: the encoder sends texts in batches of at
+    # least this many (model2vec's own default) and commits chunks of at least 8 of them, so the
+    # per-call tokenizer and per-chunk cache costs stay small beside the model's work
+    fast_batch = 1024
+
     def __init__(self, source: str) -> None:
         try:
             from model2vec import StaticModel
