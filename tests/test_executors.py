@@ -263,3 +263,28 @@ def test_ray_unreachable_is_one_line(tiny_model: Path, tmp_path: Path) -> None:
     with pytest.raises(EmbtuiError) as err:
         enc.encode(TEXTS[:5], "document")
     assert "cannot reach the Ray cluster" in err.value.message
+
+
+@pytest.mark.slow
+def test_a_detached_ray_eval_is_a_job_that_outlives_the_cli(ray_cluster: str, tiny_model: Path, demo_store) -> None:
+    """`embtui eval --detach --executor ray`: the CLI returns at once with a job id, the job's
+    worker (not the CLI) drives the cluster, and `jobs follow` ends with the run's metrics equal to
+    a local run's."""
+    ws = demo_store.ws.root
+    model = str(tiny_model)
+    local = _metrics(_cli(ws, "eval", "--project", "demo", "--model", model, "--json"))
+    shutil.rmtree(demo_store.ws.cache_dir)
+    sub = _cli(ws, "eval", "--project", "demo", "--model", model, "--json", "--force", "--detach",
+               "--executor", "ray", "--ray-address", ray_cluster, "--chunk-texts", "64")
+    assert sub.returncode == 0, sub.stderr[-3000:]
+    job_id = json.loads(sub.stdout)["job_ids"][0]
+    follow = _cli(ws, "jobs", "follow", job_id, "--json")
+    assert follow.returncode == 0, follow.stderr[-3000:] + follow.stdout[-3000:]
+    from embtui.jobs import get_job
+
+    job = get_job(ws, job_id)
+    assert job.state == "done"
+    run = demo_store.get_run(job.run_id)
+    for name, value in local.items():
+        assert run.metrics[name] == pytest.approx(value, abs=1e-6), name
+    assert run.info["encode"]["executor"] == "ray"
