@@ -288,3 +288,4 @@ def test_a_detached_ray_eval_is_a_job_that_outlives_the_cli(ray_cluster: str, ti
     for name, value in local.items():
         assert run.metrics[name] == pytest.approx(value, abs=1e-6), name
     assert run.info["encode"]["executor"] == "ray"
+

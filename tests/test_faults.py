@@ -378,3 +378,28 @@ def json_roundtrip(obj):
     import json
 
     return json.loads(json.dumps(obj))
+
+
+def test_a_run_cut_short_keeps_its_stage_times(tiny_model: Path, demo_store) -> None:
+    """A cancelled run still says where its time went: the stages that finished, the one that was
+    running, and for how long."""
+    from embtui.engine.evaluate import EvalRequest, run_evaluation
+    from embtui.engine.models import ModelSpec
+    from embtui.engine.progress import CancelToken
+    from embtui.errors import Cancelled
+
+    cancel = CancelToken()
+
+    def progress(p) -> None:
+        if p.stage == "encode documents" and p.done > 0:
+            cancel.cancel()
+
+    spec = ModelSpec(model=str(tiny_model), name="tiny", batch_size=8)
+    with pytest.raises(Cancelled):
+        run_evaluation(demo_store, EvalRequest("demo", spec, chunk_texts=16), progress=progress,
+                       cancel=cancel)
+    run = demo_store.list_runs()[-1]
+    assert run.status == "cancelled"
+    assert run.timings["cut_at"] == "encode documents"
+    assert run.timings["load_data_s"] >= 0 and run.timings["cut_stage_s"] > 0
+    assert run.timings["total_s"] >= run.timings["cut_stage_s"]

@@ -133,14 +133,24 @@ class _Stages:
         self.progress = progress
         self.timings: dict[str, float] = {}
         self.current = "starting"
+        self._since = time.perf_counter()
+        self._begun = self._since
 
     def start(self, stage: str, total: int = 0) -> float:
         self.current = stage
         self.progress(Progress(stage, 0, total))
-        return time.perf_counter()
+        self._since = time.perf_counter()
+        return self._since
 
     def end(self, name: str, t0: float) -> None:
         self.timings[name] = round(time.perf_counter() - t0, 4)
+
+    def cut_short(self) -> dict[str, Any]:
+        """The stages that finished, the one that was running and how long it had run: what a
+        failed or cancelled run keeps, so a run cut short still says where its time went."""
+        now = time.perf_counter()
+        return {**self.timings, "cut_at": self.current, "cut_stage_s": round(now - self._since, 4),
+                "total_s": round(now - self._begun, 4)}
 
 
 def _index_config(req: EvalRequest) -> dict[str, Any]:
@@ -180,13 +190,14 @@ def run_evaluation(store: Store, req: EvalRequest, *, progress: ProgressCallback
         result = _evaluate(store, req, run_id, corpus, queries, qrels, stages, cancel, device,
                            index_config)
     except Cancelled:
-        store.fail_run(run_id, "cancelled", status="cancelled")
+        store.fail_run(run_id, "cancelled", status="cancelled", timings=stages.cut_short())
         raise
     except BaseException as exc:
         fault = (resource_error(exc, _writing(store, stages.current), at=store.ws.root)
                  if isinstance(exc, Exception) else None)
         try:
-            store.fail_run(run_id, str(fault) if fault else f"{type(exc).__name__}: {exc}")
+            store.fail_run(run_id, str(fault) if fault else f"{type(exc).__name__}: {exc}",
+                           timings=stages.cut_short())
         except Exception:  # noqa: BLE001 - e.g. the disk is full: the original error says why
             if fault is None:
                 raise

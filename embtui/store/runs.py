@@ -157,12 +157,16 @@ class RunsRepo:
                  run_id],
             )
 
-    def fail_run(self, run_id: int, error: str, status: str = "failed") -> None:
+    def fail_run(self, run_id: int, error: str, status: str = "failed",
+                 timings: dict[str, Any] | None = None) -> None:
+        """Mark a run failed or cancelled; ``timings``: the stages it finished and how far it got."""
         with self.ws.transaction() as con:
-            con.execute(
-                "UPDATE runs SET status = ?, error = ?, finished_at = now() WHERE id = ?",
-                [status, error, run_id],
-            )
+            if timings is None:
+                con.execute("UPDATE runs SET status = ?, error = ?, finished_at = now() WHERE id = ?",
+                            [status, error, run_id])
+            else:
+                con.execute("UPDATE runs SET status = ?, error = ?, timings = ?, finished_at = now() "
+                            "WHERE id = ?", [status, error, json.dumps(timings, sort_keys=True), run_id])
 
     def delete_run(self, run_id: int) -> None:
         self.delete_runs([run_id])
