@@ -270,6 +270,29 @@ def test_exact_all_scores_tied(monkeypatch, metric):
             assert len(set(sc[row].tolist())) == 1
 
 
+def test_running_top_k_merge_with_one_crowded_row():
+    # one row offered far more candidates than the others is merged on its own; same result as a sort
+    from embtui.engine.search import _RunningTopK
+
+    rng = np.random.default_rng(1)
+    n, k = 20000, 7
+    ties = rng.permutation(n)
+    top = _RunningTopK(3, k, ties, limit=1 << 30)
+    offered: dict[int, list[tuple[int, float]]] = {0: [], 1: [], 2: []}
+    for part in range(3):
+        for row, count in ((0, 5000), (1, 3), (2, 40)):
+            cols = rng.choice(n, size=count, replace=False) if part == 0 else \
+                np.setdiff1d(rng.choice(n, size=count, replace=False), [c for c, _ in offered[row]])
+            scores = rng.integers(0, 3, size=len(cols)).astype(np.float32)  # many ties
+            offered[row] += list(zip(cols.tolist(), scores.tolist()))
+            top.offer(np.full(len(cols), row, dtype=np.int64), cols.astype(np.int64), scores)
+        top.merge()
+    for row in range(3):
+        want = sorted(offered[row], key=lambda cs: (-cs[1], ties[cs[0]]))[:k]
+        got = [(c, s) for c, s in zip(top.idx[row].tolist(), top.sc[row].tolist()) if c >= 0]
+        assert got == want[: len(got)] and len(got) == min(k, len(offered[row]))
+
+
 def test_best_k_key_order_matches_lexsort():
     from embtui.engine.search import _best_k
 

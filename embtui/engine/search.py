@@ -138,14 +138,15 @@ class _RunningTopK:
     candidate (row, column, score) cells. Candidates wait in a buffer and are merged in one
     vectorised sort when it is full, so a merge is paid per ~``limit`` candidates, not per block.
     ``thr[q]``: the k-th best score merged so far (-inf while fewer than k): a cell scoring below
-    it can never enter q's top k, since k cells already beat it on score (a cell equal to it may
-    still win on the tie order, so equal cells are candidates)."""
+    it can never enter q's top k, since k cells already beat it on score; a cell equal to it enters
+    only with a tie rank below ``kth_tie[q]``, the k-th's (else all k beat it on the tie order)."""
 
     def __init__(self, n_q: int, k: int, ties: np.ndarray, limit: int) -> None:
         self.k, self.ties, self.limit = k, ties, limit
         self.idx = np.full((n_q, k), -1, dtype=np.int64)
         self.sc = np.full((n_q, k), -np.inf, dtype=np.float32)
         self.thr = np.full(n_q, -np.inf, dtype=np.float32)
+        self.kth_tie = np.full(n_q, np.iinfo(np.int64).max, dtype=np.int64)  # tie rank of the k-th
         self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._pending = 0
 
@@ -193,6 +194,8 @@ class _RunningTopK:
         self.idx = np.take_along_axis(m_idx, best, axis=1)
         self.sc = np.take_along_axis(m_sc, best, axis=1)
         self.thr = self.sc[:, k - 1].copy()
+        last = self.idx[:, k - 1]
+        self.kth_tie = np.where(last >= 0, self.ties[np.maximum(last, 0)], np.iinfo(np.int64).max)
 
 
 _TIE_BITS = 31
@@ -337,7 +340,13 @@ def exact_search(
                     cand = s[r, c] * inv[c]
                     keep = cand >= thr[r]
                     r, c, cand = r[keep], c[keep], cand[keep]
-                top.offer(r + qs, c.astype(np.int64) + base, cand)
+                c = c.astype(np.int64) + base
+                r += qs
+                eq = cand == top.thr[r]
+                if eq.any():  # equal to the k-th score: only a better tie rank than the k-th's enters
+                    keep = ~eq | (ties[c] < top.kth_tie[r])
+                    r, c, cand = r[keep], c[keep], cand[keep]
+                top.offer(r, c, cand)
         meter.update(stop)
     top.merge()
     meter.finish()
