@@ -27,6 +27,7 @@ from embtui.store.db import Workspace
 from embtui.store.jobs import JobStore
 
 HEARTBEAT_S = 1.0
+NOTE_EVERY_S = 30.0  # a stage message that keeps changing is logged at most this often
 # Set by SIGTERM (shutdown, `kill`): the job stops after its current batch and ends 'interrupted',
 # ready to resume.
 TERMINATE = threading.Event()
@@ -92,6 +93,7 @@ class Reporter:
         self._last_write = 0.0
         self._last_stage = ""
         self._last_note = ("", "")
+        self._last_note_t = 0.0
         self.resumed = resumed
         self.window = (0.0, 1.0)  # the share of the bar the current phase maps onto
         if resumed:
@@ -156,8 +158,12 @@ class Reporter:
         if p.stage != self._last_stage:
             self._last_stage = p.stage
             self.log(f"stage: {p.stage}" + (f" ({p.total:,} items)" if p.total else ""))
-        if message and (p.stage, message) != self._last_note:
+        # a stage's first message is logged; one that keeps changing (each device's throughput
+        # during a multi-device or Ray encode) at most every NOTE_EVERY_S seconds
+        if message and (p.stage, message) != self._last_note and (
+                p.stage != self._last_note[0] or time.monotonic() - self._last_note_t >= NOTE_EVERY_S):
             self._last_note = (p.stage, message)
+            self._last_note_t = time.monotonic()
             self.log(f"{p.stage}: {message}")
         self.poll_cancel()
         self.write()
