@@ -150,3 +150,22 @@ def test_a_job_on_cuda_backs_off_a_real_oom_remembers_the_batch_and_scores_like_
     gpu_run = store.get_run(get_job(store.ws.root, job2).run_id)
     for name in ("ndcg@10", "recall@100", "mrr@10"):
         assert abs(gpu_run.metrics[name] - cpu.run.metrics[name]) < 1e-3, name
+
+
+def test_every_gpu_encodes_like_one_device(minilm: Path, tmp_path: Path):
+    """``--device gpus``: one worker per CUDA device (one alone on a one-GPU machine, the same code
+    path), the vectors equal a single-device encode, and each device's throughput is recorded."""
+    import numpy as np
+
+    from embtui.engine.encode import Encoder
+    from embtui.engine.models import ModelSpec
+
+    texts = [f"sentence {i} about {'proteins ' * (i % 11)}and cells" for i in range(600)]
+    spec = ModelSpec(model=str(minilm), batch_size=32)
+    one, _ = Encoder(spec, tmp_path / "one", device="cuda:0", chunk_texts=64).encode(texts, "document")
+    enc = Encoder(spec, tmp_path / "all", device="gpus", chunk_texts=64)
+    every, stats = enc.encode(texts, "document")
+    enc.unload()
+    np.testing.assert_allclose(every, one, atol=1e-4)
+    assert set(enc.devices.texts) == {f"cuda:{i}" for i in range(torch.cuda.device_count())}
+    assert sum(enc.devices.texts.values()) == len(texts) == stats.encoded
