@@ -233,3 +233,22 @@ async def test_a_failed_job_says_why_in_its_row_and_in_a_notification(ws, tmp_pa
         assert f"failed: {reason}" in detail.replace("\n", " ") or "failed: " + reason[:40] in detail
         assert any(n.severity == "error" and reason[:30] in n.message
                    for n in app._notifications), [n.message for n in app._notifications]
+
+
+async def test_a_running_job_shows_what_its_stage_says_each_devices_throughput(ws):
+    """A multi-device or Ray encode reports each device's throughput in its stage message; the
+    detail under the table shows it for the job under the cursor."""
+    app = EmbtuiApp(ws, warmup=False, poll_jobs=False, device_lister=lambda: [])
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        app.action_show_pane("jobs")
+        await settle(pilot)
+        line = "cuda:0 1,204/s · cuda:1 1,188/s"
+        app.post_message(JobsPolled((_job(1, "running", "encode documents", message=line,
+                                          device="cuda:0, cuda:1"),)))
+        await settle(pilot)
+        assert line in screen_text(app)
+        # a finished job no longer shows its last progress message
+        app.post_message(JobsPolled((_job(1, "done", "done", message=line),)))
+        await settle(pilot)
+        assert line not in screen_text(app)

@@ -196,6 +196,10 @@ class JobsPane(Pane):
             text.append_text(Text.assemble("\n", ("failed: ", "bold red"), error_line(job)))
         elif job.state in ("cancelled", "interrupted") and job.error:
             text.append_text(Text.assemble("\n", (f"{job.state}: ", "yellow"), error_line(job)))
+        elif job.state in ACTIVE and getattr(job, "message", ""):
+            # what the stage says now: cached texts found on resume, or each device's
+            # throughput while a multi-device or Ray encode runs
+            text.append_text(Text.assemble("\n", (f"{stage_text(job.stage)}: ", "dim"), job.message))
         detail.update(text)
 
     @on(DataTable.RowHighlighted)
