@@ -9,9 +9,17 @@ from typing import Any
 
 from embtui.data.files import COMPRESSED_SUFFIXES, find_in, require_folder, stat_problem
 from embtui.data.validate import (
+    DOCUMENTS_SCHEMA,
+    QRELS_SCHEMA,
+    QUERIES_SCHEMA,
     ImportedData,
     ImportReport,
     build,
+    dataset_hash,
+    empty_warning,
+    split_counts,
+    table,
+    unjudged_warning,
     check_id,
     check_text,
     check_unicode,
@@ -22,7 +30,6 @@ from embtui.data.validate import (
     parse_grade,
     refuse_existing,
     require_file,
-    save,
     split_problem,
 )
 from embtui.errors import DataError
@@ -31,8 +38,8 @@ LAYOUT_HINT = "a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/<split>
 QRELS_HEADER = ("query-id", "corpus-id", "score")
 
 
-def read_beir(path: str | os.PathLike[str]) -> ImportedData:
-    """Parse and validate a BEIR folder; writes nothing. Raises DataError on the first problem."""
+def _locate(path: str | os.PathLike[str]) -> tuple[Path, Path, list[Path]]:
+    """corpus.jsonl, queries.jsonl and the qrels/<split>.tsv files of a BEIR folder."""
     root = Path(path)
     if stat_problem(root) is not None:
         require_folder(root, "folder", LAYOUT_HINT)
@@ -45,8 +52,13 @@ def read_beir(path: str | os.PathLike[str]) -> ImportedData:
     require_file(queries_path, "queries.jsonl", LAYOUT_HINT)
     require_folder(qrels_dir, "qrels folder",
                    LAYOUT_HINT + ", one .tsv file per split, e.g. qrels/test.tsv")
-    split_files = _split_files(qrels_dir)
+    return corpus_path, queries_path, _split_files(qrels_dir)
 
+
+def read_beir(path: str | os.PathLike[str]) -> ImportedData:
+    """Parse and validate a BEIR folder in memory; writes nothing. Raises DataError on the first
+    problem. (``import_beir`` streams the corpus instead; both accept and refuse the same files.)"""
+    corpus_path, queries_path, split_files = _locate(path)
     documents = _read_corpus(corpus_path)
     queries = _read_queries(queries_path)
     doc_ids = {d[0] for d in documents}
@@ -61,10 +73,57 @@ def read_beir(path: str | os.PathLike[str]) -> ImportedData:
 
 def import_beir(store: Any, path: str | os.PathLike[str], project: str, *,
                 replace: bool = False) -> ImportReport:
-    """Validate a whole BEIR folder, then store it as ``project`` in one transaction."""
+    """Validate a whole BEIR folder, then store it as ``project`` in one transaction.
+
+    The corpus streams: DuckDB reads corpus.jsonl straight into the project's transaction and it
+    is checked in SQL, so memory does not grow with the corpus. When DuckDB refuses the file or a
+    check fails, the transaction is rolled back and the line-by-line reader reads the file again
+    and raises the error naming file, line and field (or, for a file DuckDB merely found odd,
+    supplies the rows). Queries and qrels are read in Python.
+    """
     refuse_existing(store, project, replace)
-    data = read_beir(path)
-    return save(store, data, project, source=f"beir:{Path(path).resolve()}", replace=replace)
+    corpus_path, queries_path, split_files = _locate(path)
+    source = f"beir:{Path(path).resolve()}"
+    with store.import_stage() as stage:
+        stage.begin(project, replace=replace, source=source)
+        if stage.load_corpus_jsonl(corpus_path) is not None:  # rolled back
+            documents = table(_read_corpus(corpus_path), DOCUMENTS_SCHEMA)  # raises, naming the line
+            stage.begin(project, replace=replace, source=source)  # or it was a false alarm
+            stage.load_documents(documents)
+            del documents
+        queries = _read_queries(queries_path)
+        query_ids = {q[0] for q in queries}
+        doc_ids = stage.known_doc_ids(_judged_doc_ids(split_files))
+        qrels: list[tuple[str, str, str, int]] = []
+        warnings: list[str] = []
+        for split_file in split_files:
+            split = split_file.name[: -len(".tsv")]
+            qrels.extend(_read_qrels(split_file, split, query_ids, doc_ids, warnings))
+        for extra in (unjudged_warning(queries, qrels), empty_warning(*stage.empty_documents(5))):
+            if extra is not None:
+                warnings.append(extra)
+        digest = dataset_hash((), queries, qrels,
+                              sorted_document_json=stage.sorted_document_json())
+        qrels_t = table(qrels, QRELS_SCHEMA)
+        n_docs = stage.documents
+        stage.commit(queries=table(queries, QUERIES_SCHEMA), qrels=qrels_t, dataset_hash=digest)
+    return ImportReport(project=project, documents=n_docs, queries=len(queries),
+                        splits=split_counts(qrels_t), warnings=tuple(warnings))
+
+
+def _judged_doc_ids(split_files: list[Path]) -> list[str]:
+    """Every corpus-id cell the qrels files hold (unchecked: only to ask the store which exist)."""
+    out: set[str] = set()
+    for split_file in split_files:
+        try:
+            with open(split_file, "rb") as fh:
+                for raw in fh:
+                    parts = raw.rstrip(b"\r\n").split(b"\t")
+                    if len(parts) == 3:
+                        out.add(parts[1].decode("utf-8", "replace"))
+        except OSError:
+            pass  # the real pass below reports it
+    return list(out)
 
 
 def _split_files(qrels_dir: Path) -> list[Path]:

@@ -45,16 +45,7 @@ class ImportedData:
 
     def splits(self) -> dict[str, dict[str, int]]:
         """split -> {"queries": judged queries, "qrels": judgments}, splits sorted by name."""
-        out: dict[str, dict[str, int]] = {}
-        seen: dict[str, set[str]] = {}
-        for split, qid in zip(self.qrels["split"].to_pylist(), self.qrels["query_id"].to_pylist()):
-            entry = out.setdefault(split, {"queries": 0, "qrels": 0})
-            entry["qrels"] += 1
-            qs = seen.setdefault(split, set())
-            if qid not in qs:
-                qs.add(qid)
-                entry["queries"] += 1
-        return {k: out[k] for k in sorted(out)}
+        return split_counts(self.qrels)
 
     def report(self, project: str) -> "ImportReport":
         return ImportReport(
@@ -64,6 +55,20 @@ class ImportedData:
             splits=self.splits(),
             warnings=self.warnings,
         )
+
+
+def split_counts(qrels: pa.Table) -> dict[str, dict[str, int]]:
+    """split -> {"queries": judged queries, "qrels": judgments}, splits sorted by name."""
+    out: dict[str, dict[str, int]] = {}
+    seen: dict[str, set[str]] = {}
+    for split, qid in zip(qrels["split"].to_pylist(), qrels["query_id"].to_pylist()):
+        entry = out.setdefault(split, {"queries": 0, "qrels": 0})
+        entry["qrels"] += 1
+        qs = seen.setdefault(split, set())
+        if qid not in qs:
+            qs.add(qid)
+            entry["queries"] += 1
+    return {k: out[k] for k in sorted(out)}
 
 
 @dataclass(frozen=True)
@@ -329,19 +334,60 @@ def examples(ids: Iterable[str]) -> str:
 
 
 # -- building the result ------------------------------------------------------------------------
+_JSON_LINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def encode_row(row: tuple[Any, ...]) -> str:
+    """One row as the dataset hash writes it: a compact JSON array, UTF-8 as is."""
+    return _JSON_LINE(row)
+
+
 def dataset_hash(
     documents: Iterable[tuple[str, str, str]],
     queries: Iterable[tuple[str, str, str | None]],
     qrels: Iterable[tuple[str, str, str, int]],
+    *,
+    sorted_document_json: Iterable[bytes] | None = None,
 ) -> str:
-    """sha256 over the content sorted by id, so line order and file format do not matter."""
+    """sha256 over the content sorted by id, so line order and file format do not matter.
+
+    ``sorted_document_json``: the documents' part already written (JSON lines sorted by id, as
+    ``encode_row`` + newline), in chunks, instead of ``documents`` (a corpus too large to sort in
+    Python streams in this way; the hash is the same).
+    """
     h = hashlib.sha256(b"embtui-dataset-v1\n")
-    for section, rows in (("documents", documents), ("queries", queries), ("qrels", qrels)):
+    h.update(b"#documents\n")
+    if sorted_document_json is not None:
+        for chunk in sorted_document_json:
+            h.update(chunk)
+    else:
+        for row in sorted(documents):
+            h.update(encode_row(row).encode("utf-8"))
+            h.update(b"\n")
+    for section, rows in (("queries", queries), ("qrels", qrels)):
         h.update(f"#{section}\n".encode())
         for row in sorted(rows):
-            h.update(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+            h.update(encode_row(row).encode("utf-8"))
             h.update(b"\n")
     return h.hexdigest()
+
+
+def unjudged_warning(queries: Iterable[tuple[str, str, str | None]],
+                     qrels: Iterable[tuple[str, str, str, int]]) -> str | None:
+    judged = {q for _, q, _, _ in qrels}
+    unjudged = [q for q, _, _ in queries if q not in judged]
+    if not unjudged:
+        return None
+    return (f"{len(unjudged):,} queries have no judgments in any split and will not be evaluated "
+            f"({examples(unjudged)})")
+
+
+def empty_warning(count: int, first: list[str]) -> str | None:
+    """``first``: the first ids of the empty documents (more than _EXAMPLES shows the "...")."""
+    if not count:
+        return None
+    shown = examples(first[:_EXAMPLES] + ([""] if count > _EXAMPLES else []))
+    return f"{count:,} documents are empty (no title or text): {shown}"
 
 
 def build(
@@ -352,21 +398,10 @@ def build(
 ) -> ImportedData:
     """Turn validated rows into tables, adding the warnings every importer shares."""
     warnings = list(warnings)
-    judged = {q for _, q, _, _ in qrels}
-    unjudged = [q for q, _, _ in queries if q not in judged]
-    if unjudged:
-        warnings.append(
-            f"{len(unjudged):,} queries have no judgments in any split and will not be evaluated "
-            f"({examples(unjudged)})"
-        )
     empty = [d for d, title, text in documents if not (title + " " + text).strip()]
-    if empty:
-        warnings.append(f"{len(empty):,} documents are empty (no title or text): {examples(empty)}")
-
-    def table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
-        columns = list(zip(*rows)) if rows else [[] for _ in schema]
-        return pa.table([pa.array(list(c), type=f.type) for c, f in zip(columns, schema)],
-                        schema=schema)
+    for extra in (unjudged_warning(queries, qrels), empty_warning(len(empty), empty)):
+        if extra is not None:
+            warnings.append(extra)
 
     return ImportedData(
         documents=table(documents, DOCUMENTS_SCHEMA),
@@ -375,6 +410,13 @@ def build(
         dataset_hash=dataset_hash(documents, queries, qrels),
         warnings=tuple(warnings),
     )
+
+
+def table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
+    """Validated rows as an Arrow table of ``schema``."""
+    columns = list(zip(*rows)) if rows else [[] for _ in schema]
+    return pa.table([pa.array(list(c), type=f.type) for c, f in zip(columns, schema)],
+                    schema=schema)
 
 
 def save(store: Any, data: ImportedData, project: str, *, source: str,

@@ -20,6 +20,7 @@ from embtui.store.runs import RunsRepo, _arrow, _loads
 
 if TYPE_CHECKING:
     from embtui.store.annotations import AnnotationStore
+    from embtui.store.imports import ImportStage
     from embtui.store.jobs import JobStore
 
 
@@ -173,6 +174,15 @@ class Store(RunsRepo, ProfilesRepo, QueryLogsRepo):
             con.execute(
                 "INSERT INTO qrels SELECT ?, split, query_id, doc_id, grade FROM _qrels", [pid]
             )
+
+    def import_stage(self) -> "ImportStage":
+        """One streamed import's write transaction: the corpus read by DuckDB and checked, then
+        queries, qrels and the hash added (``with store.import_stage() as stage: stage.begin(...);
+        ...; stage.commit(...)``; leaving without commit rolls back)."""
+        from embtui.store.imports import ImportStage
+
+        return ImportStage(self.ws, check_name=check_project_name,
+                           delete_project=self._delete_project)
 
     @staticmethod
     def _delete_project(con: Any, pid: int) -> None:
