@@ -19,12 +19,13 @@ faiss is not a dependency of embtui) on the same vectors: a batch of 1,000 queri
 float32, L2-normalised, uniformly random directions (gaussian, then normalised: speed does not
 depend on the data here, only the candidate count does, and random data is the harder case for
 the threshold test), at 100k and 1M documents. Both sides get the same numpy arrays; FAISS's
-``add`` (a copy) is outside the timing. The rows alternate within each round (R rounds, best time
-per row) and the ratio is taken within the same run, so the shared machine's load hits both alike.
+``add`` (a copy) is outside the timing. The rows alternate within each round (R rounds, each
+starting one row later; best time per row) and the ratio is taken within the same run, so a shared
+machine's load hits both alike.
 It also times float16 documents (embtui converts each chunk to float32; FAISS IndexScalarQuantizer
-QT_fp16) at 100k and a read-only np.memmap of the float32 file at 1M (page cache warm), prints
-which BLAS kernel numpy and FAISS use (threadpoolctl), and checks that embtui's top-100 equals a
-float64 full-matrix reference on a sample of queries and how much of it FAISS returns.
+QT_fp16) at 100k and, with --memmap-dir, a read-only np.memmap of the 1M file (page cache warm);
+prints which BLAS kernel numpy and FAISS use (threadpoolctl); compares embtui's top-100 with a
+float64 full-matrix ranking on a sample of queries, and reports how much of it FAISS returns.
 """
 
 from __future__ import annotations
@@ -135,8 +136,10 @@ def vs_faiss(sizes: list[int], n_queries: int, k: int, repeat: int, memmap_dir: 
             pairs.append(("float32 np.memmap (page cache warm), ip", "ipmm", "faiss"))
         best = dict.fromkeys(fns, float("inf"))
         out: dict = {}
-        for _ in range(repeat):
-            for name, fn in fns.items():
+        names = list(fns)
+        for r in range(repeat):
+            for name in names[r % len(names):] + names[:r % len(names)]:  # each round starts one later
+                fn = fns[name]
                 out[name] = None
                 t = time.perf_counter()
                 out[name] = fn()
