@@ -13,6 +13,7 @@ pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 
 from embtui.engine.encode import Encoder  # noqa: E402
 from embtui.engine.models import ModelSpec  # noqa: E402
+from embtui.engine.onnx import EXPORT_VERSION  # noqa: E402
 from embtui.errors import EmbtuiError  # noqa: E402
 
 TEXTS = [f"sentence number {i} about {'cats' if i % 2 else 'the weather'} and more words" for i in range(40)]
@@ -28,7 +29,7 @@ def test_onnx_vectors_match_torch(tiny_model: Path, tmp_path: Path) -> None:
     fp32, enc = _vectors(tiny_model, tmp_path, "onnx")
     assert np.abs(fp32 - ref).max() < 1e-5
     exported = sorted((tmp_path / "onnx").glob("*.onnx"))
-    assert [p.name.endswith("-onnx.onnx") for p in exported] == [True]
+    assert [p.name.endswith(f"-onnx-v{EXPORT_VERSION}.onnx") for p in exported] == [True]
     assert (tmp_path / "onnx" / (exported[0].name + ".check.json")).exists()
     int8, _ = _vectors(tiny_model, tmp_path, "onnx-int8")
     assert float(np.min(np.sum(int8 * ref, axis=1))) > 0.98  # cosine: int8 weights stay close
@@ -57,3 +58,33 @@ def test_onnx_runs_on_the_cpu_only(tiny_model: Path) -> None:
 
     with pytest.raises(EmbtuiError, match="precision onnx-int8 runs on the CPU, not cuda:0"):
         load_model(ModelSpec(str(tiny_model), precision="onnx-int8"), "cuda:0")
+
+
+def test_the_int8_export_is_fused_and_keeps_the_ffn_down_projection_float(tiny_model: Path, tmp_path: Path) -> None:
+    import onnx
+
+    _vectors(tiny_model, tmp_path, "onnx-int8")
+    [path] = (tmp_path / "onnx").glob("*.onnx")
+    nodes = onnx.load(str(path)).graph.node
+    ops = [n.op_type for n in nodes]
+    assert "Attention" in ops and "SkipLayerNormalization" in ops  # the optimizer's fusions
+    gelu = {o for n in nodes if n.op_type in ("Gelu", "BiasGelu", "FastGelu") for o in n.output}
+    down = [n for n in nodes if n.input and n.input[0] in gelu]
+    assert len(down) == 2 and {n.op_type for n in down} == {"MatMul"}  # one per layer, float32
+    assert ops.count("MatMulInteger") + ops.count("DynamicQuantizeMatMul") > 0  # the rest int8
+
+
+def test_an_export_of_an_older_recipe_is_not_reused(tiny_model: Path, tmp_path: Path) -> None:
+    from embtui.engine.integrity import write_file_record
+
+    _vectors(tiny_model, tmp_path, "onnx")
+    [path] = (tmp_path / "onnx").glob("*.onnx")
+    old = path.with_name(path.name.replace(f"-v{EXPORT_VERSION}.onnx", ".onnx"))  # version 1's name
+    old.write_bytes(b"not the current recipe")
+    write_file_record(old)  # verifies: only its name tells it apart
+    path.unlink()
+    enc = Encoder(ModelSpec(str(tiny_model), precision="onnx", name="again"), tmp_path / "cache2", device="cpu")
+    vecs = enc.encode(TEXTS, "document")[0]
+    assert path.exists() and enc.model().onnx_path == str(path)  # made again, the old file left alone
+    ref, _ = _vectors(tiny_model, tmp_path / "x", "fp32")
+    assert np.abs(vecs - ref).max() < 1e-5
