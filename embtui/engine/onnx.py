@@ -154,7 +154,8 @@ def onnx_file_name(key: str, precision: str) -> str:
 def use_onnx(model: "SentenceTransformer", precision: str, folder: Path, key: str,
              warnings: list[str] | None = None) -> "SentenceTransformer":
     """Run ``model``'s transformer through ONNX Runtime (exported to
-    ``folder/<key>-<precision>-v<EXPORT_VERSION>.onnx`` on first use). ``warnings`` gets a line when a damaged export had to be made again."""
+    ``folder/<key>-<precision>-v<EXPORT_VERSION>.onnx`` on first use). ``warnings`` gets a line when
+    a damaged export had to be made again."""
     import torch
 
     from embtui.engine.integrity import read_json, sidecar_path, verify_file
