@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -154,27 +155,54 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
-    """A local Ray head node started with `ray start --head` (its own process tree, like a user's
-    cluster), two CPUs; stopped after the module."""
+    """A local Ray head node started with `ray start --head --block` in its own session (its own
+    process tree, like a user's cluster), two CPUs; stopped after the module by ending that
+    session's processes only (`ray stop` would stop every Ray cluster of this user)."""
     pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'embtui[ray]'")
     ray_bin = Path(sys.executable).with_name("ray")
     if not ray_bin.exists():
         pytest.skip("the `ray` command is not installed beside this Python")
     port = _free_port()
-    tmp = tmp_path_factory.mktemp("ray")
+    tmp = Path(tempfile.mkdtemp(prefix="ray-embtui-", dir="/tmp"))  # Ray's socket paths must be short
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
-    cmd = [str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
+    cmd = [str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
            "--include-dashboard=false", "--disable-usage-stats", "--node-ip-address=127.0.0.1",
-           f"--temp-dir={Path('/tmp') / f'ray-embtui-{port}'}", "--object-store-memory=150000000"]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    if out.returncode != 0:
-        pytest.fail(f"ray start failed: {out.stderr[-2000:]}")
+           f"--temp-dir={tmp}", "--object-store-memory=150000000"]
+    log = open(tmp_path_factory.mktemp("ray-log") / "ray-start.log", "w")
+    head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"127.0.0.1:{port}"
+
+    def up() -> bool:
+        if head.poll() is not None:
+            raise AssertionError(f"ray start exited with {head.returncode}: see {log.name}")
+        out = subprocess.run([str(ray_bin), "status", f"--address={address}"], env=env,
+                             capture_output=True, text=True, timeout=60)
+        return out.returncode == 0 and "CPU" in out.stdout
+
     try:
+        _wait(up, timeout=180, what="the Ray head node")
         yield address
     finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        import psutil
+
+        try:
+            pgid = os.getpgid(head.pid)
+            members = [p for p in psutil.process_iter() if _same_group(p, pgid)]
+            os.killpg(pgid, signal.SIGTERM)
+            _, alive = psutil.wait_procs(members, timeout=30)
+            for p in alive:
+                p.kill()
+        except ProcessLookupError:
+            pass
+        log.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _same_group(proc, pgid: int) -> bool:
+    try:
+        return os.getpgid(proc.pid) == pgid
+    except (ProcessLookupError, PermissionError):
+        return False
 
 
 def _cli(ws: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
