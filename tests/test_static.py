@@ -84,3 +84,22 @@ def test_the_real_static_model_scores_as_model2vec_says(demo_store) -> None:
            for i, qid in enumerate(queries)}
     res = pytrec_eval.RelevanceEvaluator(demo_store.qrels("demo", "test"), {"ndcg_cut.10"}).evaluate(run)
     assert o.run.metrics["ndcg@10"] == pytest.approx(np.mean([v["ndcg_cut_10"] for v in res.values()]), abs=1e-4)
+
+
+def test_a_static_model_encodes_in_big_batches_and_big_chunks(static_model: Path, tmp_path: Path) -> None:
+    """numpy needs no OOM-safe small batches: a static model is sent at least 1,024 texts a call and
+    its cache chunks hold at least 8,192 (fewer tokenizer calls and cache writes per text), with
+    the same vectors as model2vec's own encode."""
+    from model2vec import StaticModel
+
+    from embtui.engine.cache import EmbeddingCache
+
+    texts = [f"text {i} about {'cells ' * (i % 5)}" for i in range(9000)]
+    enc = Encoder(ModelSpec(str(static_model)), tmp_path, device="cpu")
+    ours, stats = enc.encode(texts, "document")
+    assert stats.batch_size == 1024
+    cache: EmbeddingCache = enc.cache("document")
+    assert len(cache.chunk_ids()) == 2  # 8,192 + 808 texts
+    ref = StaticModel.from_pretrained(str(static_model)).encode(texts)
+    ref /= np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
