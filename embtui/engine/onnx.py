@@ -1,9 +1,9 @@
 """The ONNX Runtime backend for CPU encoding: a model's transformer exported once to ONNX, its graph
 fused by ONNX Runtime's transformer optimizer (attention, LayerNorm, GELU; kept only when its output
 matches the plain export), and, for ``onnx-int8``, dynamically quantised to int8 weights with
-``onnxruntime.quantization`` (the matrix products outside attention, except each feed-forward
-block's down-projection, which stays float32: its GELU input has the outliers that cost the most
-accuracy). Saved beside the embedding cache with a checksum record, verified before every use (a
+``onnxruntime.quantization`` (the fused attention's QKV projection and every matrix product, except
+the feed-forward down-projection of the first ``FP32_FFN_LAYERS`` layers, which stays float32: its
+GELU input has the outliers that cost the most accuracy, most of all early in the stack). Saved beside the embedding cache with a checksum record, verified before every use (a
 damaged file is exported again, with a warning), and run in place of the torch transformer inside
 the sentence-transformers model, so tokenisation, pooling and normalisation stay the model's own.
 The file name carries ``EXPORT_VERSION``: an export made by an older recipe is never reused.
@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 
 ONNX_PRECISIONS = ("onnx", "onnx-int8")
 OPSET = 17
-EXPORT_VERSION = 2  # 1: plain export, int8 on every MatMul; 2: fused graph, FFN down-projection fp32
+# 1: plain export, int8 on every MatMul; 2: fused graph, every FFN down fp32; 3: fused graph, int8
+# QKV too, the first FP32_FFN_LAYERS FFN downs fp32
+EXPORT_VERSION = 3
+FP32_FFN_LAYERS = 2
 _GELU_OPS = {"Gelu", "BiasGelu", "FastGelu", "QuickGelu"}
 
 
@@ -84,13 +87,14 @@ def _export(model: "SentenceTransformer", path: Path, quantize: bool) -> None:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             # int8 weights for the matrix products only, one scale per output channel: the word
-            # embeddings (Gather) stay float32, which is what keeps the vectors close to fp32
+            # embeddings (Gather), the attention scores and the first FFN downs stay float32
             root = logging.getLogger()
             level = root.level
             root.setLevel(logging.ERROR)  # its advice to pre-process goes to the root logger
             try:
                 quantize_dynamic(str(raw), str(out), weight_type=QuantType.QInt8, per_channel=True,
-                                 op_types_to_quantize=["MatMul"], nodes_to_exclude=_ffn_down(raw),
+                                 op_types_to_quantize=["MatMul", "Attention"],
+                                 nodes_to_exclude=_ffn_down(raw)[:FP32_FFN_LAYERS],
                                  extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
             finally:
                 root.setLevel(level)
@@ -139,7 +143,7 @@ def _optimize(raw: Path, dest: Path, config: Any, feeds: dict[str, Any]) -> bool
 
 
 def _ffn_down(path: Path) -> list[str]:
-    """The MatMuls that take a GELU's output (each feed-forward block's down-projection): left float32."""
+    """The MatMuls that take a GELU's output (each feed-forward block's down-projection), in order."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
