@@ -13,7 +13,11 @@ every 10 ms. Stages per size:
             the baseline the import is held to (<= 2x at 1M)
   import    embtui's import_beir into a fresh workspace (validation, dataset hash, one transaction)
   bm25      run_evaluation with bm25 on the imported project: index build, search, metrics
-  dense     a hook for a fast static model's encode stage (not measured here: ENCODE_STAGE)
+  plain     model2vec's own StaticModel.from_pretrained + encode of the same document texts
+            (title + " " + text, read from corpus.jsonl): the baseline the encode stage is held to
+  dense     run_evaluation with that static model (tokenlearn-static-model, 64-d, from
+            benchmarks/fetch_models.py) and exact search: load, encode (model load, hashing,
+            batches, checksummed cache chunks), search, metrics, each timed, and peak RSS
 
 Usage: python benchmarks/bench_scale.py [--sizes 10000,100000,1000000] [--dir DIR] [--keep]
 Prints one table (seconds, peak RSS MB) and the growth ratios between consecutive sizes.
@@ -44,9 +48,8 @@ MEAN_WORDS = 80
 N_QUERIES = 1_000
 SEED = 13
 
-# The dense stage's hook: a callable (workspace, project) -> {"encode_s": ..., "peak_mb": ...}
-# run in a child like the others; None leaves the column as "-". Someone else fills it in.
-ENCODE_STAGE = None
+STATIC_MODEL = Path(os.environ.get("EMBTUI_TEST_MODELS", Path.home() / ".cache" / "embtui" / "models")) \
+    / "tokenlearn-static-model"
 
 
 # -- the synthetic corpus -------------------------------------------------------------------------
@@ -179,12 +182,34 @@ def child(stage: str, folder: Path, work: Path) -> dict:
                                                          "search_s", "metrics_s")})
         STEPS["bm25"]["ndcg@10"] = result.metrics.aggregate.get("ndcg@10") if hasattr(
             result.metrics, "aggregate") else None
+    elif stage == "plain":
+        if not STATIC_MODEL.exists():
+            return {"skipped": f"{STATIC_MODEL} is missing: run benchmarks/fetch_models.py"}
+        from model2vec import StaticModel
+
+        with open(folder / "corpus.jsonl") as f:
+            rows = [json.loads(line) for line in f]
+        texts = [((r.get("title") or "") + " " + (r.get("text") or "")).strip() for r in rows]
+        del rows
+        with step("plain"):
+            model = StaticModel.from_pretrained(str(STATIC_MODEL))
+            vecs = model.encode(texts, max_length=model.max_length, use_multiprocessing=False)
+            vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
     elif stage == "dense":
-        if ENCODE_STAGE is None:
-            return {"skipped": True}
+        if not STATIC_MODEL.exists():
+            return {"skipped": f"{STATIC_MODEL} is missing: run benchmarks/fetch_models.py"}
+        from embtui.engine.evaluate import EvalRequest, run_evaluation
+        from embtui.engine.models import ModelSpec
         from embtui.store import Store
 
-        STEPS["dense"] = ENCODE_STAGE(Store.open(work / "ws"), "scale")
+        store = Store.open(work / "ws")
+        spec = ModelSpec(model=str(STATIC_MODEL), name="static")
+        with step("dense"):
+            result = run_evaluation(store, EvalRequest("scale", spec, index="exact"))
+        timings = result.run.timings
+        STEPS["dense"].update({k: timings.get(k) for k in (
+            "load_data_s", "encode_documents_s", "encode_queries_s", "search_s", "metrics_s")})
+        STEPS["dense"]["ndcg@10"] = result.metrics.aggregate.get("ndcg@10")
     else:
         raise SystemExit(f"unknown stage {stage}")
     out = dict(STEPS)
@@ -210,7 +235,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--dir", default=None, help="where the corpora go (default: a temp folder)")
     ap.add_argument("--keep", action="store_true", help="keep the corpora and workspaces")
-    ap.add_argument("--stages", default="duckdb,import,bm25,dense")
+    ap.add_argument("--stages", default="duckdb,import,bm25,plain,dense")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--child", default=None)
     ap.add_argument("--folder", default=None)
@@ -268,7 +293,14 @@ def table(results: dict[int, dict]) -> str:
         ("bm25 metrics s", lambda r: _get(r, "bm25", "metrics_s", "bm25")),
         ("bm25 load s", lambda r: _get(r, "bm25", "load_data_s", "bm25")),
         ("bm25 RSS MB", lambda r: _get(r, "bm25", "maxrss_mb")),
-        ("dense encode s", lambda r: _get(r, "dense", "encode_s", "dense")),
+        ("plain encode s", lambda r: _get(r, "plain", "s", "plain")),
+        ("dense encode s", lambda r: _get(r, "dense", "encode_documents_s", "dense")),
+        ("encode/plain", lambda r: (_get(r, "dense", "encode_documents_s", "dense") or 0) /
+         (_get(r, "plain", "s", "plain") or float("nan")) if _get(r, "dense", "encode_documents_s", "dense") else None),
+        ("dense search s", lambda r: _get(r, "dense", "search_s", "dense")),
+        ("dense metrics s", lambda r: _get(r, "dense", "metrics_s", "dense")),
+        ("dense total s", lambda r: _get(r, "dense", "s", "dense")),
+        ("dense RSS MB", lambda r: _get(r, "dense", "maxrss_mb")),
     ]
     sizes = sorted(results)
     head = "| documents | " + " | ".join(c for c, _ in cols) + " |"
