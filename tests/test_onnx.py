@@ -90,3 +90,18 @@ def test_an_export_of_an_older_recipe_is_not_reused(tiny_model: Path, tmp_path: 
     assert path.exists() and enc.model().onnx_path == str(path)  # made again, the old file left alone
     ref, _ = _vectors(tiny_model, tmp_path / "x", "fp32")
     assert np.abs(vecs - ref).max() < 1e-5
+
+
+def test_vectors_and_runs_of_an_older_export_are_never_served(tiny_model) -> None:
+    """The ONNX export's recipe version is part of the model's fingerprint for onnx precisions, so
+    the embedding cache key and identical-run reuse change with it; torch precisions keep theirs."""
+    from embtui.engine import onnx as onnx_mod
+    from embtui.engine.models import ModelSpec, cache_key, fingerprint
+
+    torch_fp = fingerprint(ModelSpec(model=str(tiny_model)))
+    spec = ModelSpec(model=str(tiny_model), precision="onnx-int8")
+    fp = fingerprint(spec)
+    assert fp == f"{torch_fp}+onnx-export-v{onnx_mod.EXPORT_VERSION}"
+    key = cache_key(spec, fp, "document")
+    old = cache_key(spec, f"{torch_fp}+onnx-export-v{onnx_mod.EXPORT_VERSION - 1}", "document")
+    assert key != old

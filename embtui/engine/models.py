@@ -362,9 +362,17 @@ def fingerprint(spec: ModelSpec, store: "Store | None" = None) -> str | None:
         return "pipeline-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]  # type: ignore[arg-type]
     source, local = resolve_source(spec)
     if local:
-        return folder_fingerprint(Path(source), store)
-    commit = _hf_cache_commit(source, spec.revision)
-    return f"hf:{source}@{commit}" if commit else None
+        fp: str | None = folder_fingerprint(Path(source), store)
+    else:
+        commit = _hf_cache_commit(source, spec.revision)
+        fp = f"hf:{source}@{commit}" if commit else None
+    if fp is not None and spec.precision.startswith("onnx"):
+        # what runs is the ONNX export, made by a recipe that can change: vectors cached and runs
+        # made with an older export are never served as this one's
+        from embtui.engine.onnx import EXPORT_VERSION
+
+        fp = f"{fp}+onnx-export-v{EXPORT_VERSION}"
+    return fp
 
 
 def effective_max_seq_length(spec: ModelSpec) -> int | None:
