@@ -186,6 +186,7 @@ class HnswIndex:
             counts = np.array([m])
         valid = np.arange(keys.shape[1])[None, :] < counts[:, None]
         idx = np.where(valid, keys.astype(np.int64), -1)
+        dist = np.where(valid, dist, 0.0)  # the slots past a row's count hold sentinels (NaN, inf)
         if self.config.metric == "l2sq":
             scores = -dist
         else:
