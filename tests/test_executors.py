@@ -28,6 +28,7 @@ import pytest
 from embtui.engine.encode import Encoder
 from embtui.engine.models import ModelSpec
 from embtui.errors import EmbtuiError
+from tests.conftest import DEMO
 
 TEXTS = [f"text {i}: {'cells and proteins ' * (i % 9)}in the {i % 13}th sample" for i in range(120)]
 
@@ -189,7 +190,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
             pgid = os.getpgid(head.pid)
             members = [p for p in psutil.process_iter() if _same_group(p, pgid)]
             os.killpg(pgid, signal.SIGTERM)
-            _, alive = psutil.wait_procs(members, timeout=30)
+            _, alive = psutil.wait_procs(members, timeout=5)
             for p in alive:
                 p.kill()
         except ProcessLookupError:
@@ -211,19 +212,31 @@ def _cli(ws: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=timeout, env=env)
 
 
+@pytest.fixture(scope="module")
+def local_metrics(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
+    """The tiny model's metrics on the demo project, evaluated here in one process: what every Ray
+    run must equal (computed once for the module; the evaluation is deterministic)."""
+    from embtui.data.beir import import_beir
+    from embtui.store import Store
+
+    ws = tmp_path_factory.mktemp("local-ws")
+    import_beir(Store.open(ws), DEMO, "demo")
+    return _metrics(_cli(ws, "eval", "--project", "demo", "--model", str(tiny_model), "--json"))
+
+
 def _metrics(proc: subprocess.CompletedProcess) -> dict[str, float]:
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)["runs"][0]["metrics"]
 
 
 @pytest.mark.slow
-def test_eval_on_a_ray_cluster_equals_the_local_run(ray_cluster: str, tiny_model: Path, demo_store) -> None:
+def test_eval_on_a_ray_cluster_equals_the_local_run(ray_cluster: str, tiny_model: Path, demo_store,
+                                                    local_metrics: dict[str, float]) -> None:
     """`embtui eval --executor ray` on the demo project (a real SciFact subset) gives the local run's
     metrics to 1e-6, and every chunk came back through the cluster."""
     ws = demo_store.ws.root
     model = str(tiny_model)
-    local = _metrics(_cli(ws, "eval", "--project", "demo", "--model", model, "--json"))
-    shutil.rmtree(demo_store.ws.cache_dir)
+    local = local_metrics
     proc = _cli(ws, "eval", "--project", "demo", "--model", model, "--json", "--force",
                 "--executor", "ray", "--ray-address", ray_cluster)
     remote = _metrics(proc)
@@ -253,11 +266,10 @@ def _ray_task_pids() -> list[int]:
 
 @pytest.mark.slow
 def test_a_ray_worker_killed_mid_encode_still_ends_with_identical_metrics(
-        ray_cluster: str, tiny_model: Path, demo_store) -> None:
+        ray_cluster: str, tiny_model: Path, demo_store, local_metrics: dict[str, float]) -> None:
     ws = demo_store.ws.root
     model = str(tiny_model)
-    local = _metrics(_cli(ws, "eval", "--project", "demo", "--model", model, "--json"))
-    shutil.rmtree(demo_store.ws.cache_dir)
+    local = local_metrics
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "EMBTUI_CHUNK_TEXTS": "8"}
     # small chunks and a slow-ish batch size so the encode lasts long enough to kill a task's worker
     proc = subprocess.Popen([sys.executable, "-m", "embtui", "--workspace", str(ws), "eval", "--project",
@@ -294,14 +306,14 @@ def test_ray_unreachable_is_one_line(tiny_model: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_detached_ray_eval_is_a_job_that_outlives_the_cli(ray_cluster: str, tiny_model: Path, demo_store) -> None:
+def test_a_detached_ray_eval_is_a_job_that_outlives_the_cli(ray_cluster: str, tiny_model: Path, demo_store,
+                                                           local_metrics: dict[str, float]) -> None:
     """`embtui eval --detach --executor ray`: the CLI returns at once with a job id, the job's
     worker (not the CLI) drives the cluster, and `jobs follow` ends with the run's metrics equal to
     a local run's."""
     ws = demo_store.ws.root
     model = str(tiny_model)
-    local = _metrics(_cli(ws, "eval", "--project", "demo", "--model", model, "--json"))
-    shutil.rmtree(demo_store.ws.cache_dir)
+    local = local_metrics
     sub = _cli(ws, "eval", "--project", "demo", "--model", model, "--json", "--force", "--detach",
                "--executor", "ray", "--ray-address", ray_cluster, "--chunk-texts", "64")
     assert sub.returncode == 0, sub.stderr[-3000:]
