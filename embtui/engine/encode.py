@@ -12,8 +12,8 @@ import numpy as np
 from embtui.engine.cache import EmbeddingCache, hash_texts
 from embtui.engine.devices import resolve_device
 from embtui.engine.executors import (EXECUTORS, BatchState, ChunkDone, DevicePool, DeviceTally,
-                                     RayExecutor, encode_batches, expand_devices, is_multi_device,
-                                     is_oom)
+                                     RayExecutor, encode_batches, expand_devices, free_device_memory,
+                                     is_multi_device, is_oom)
 
 __all__ = ["DEFAULT_CHUNK_TEXTS", "EncodeStats", "Encoder", "is_oom", "truncate"]
 from embtui.engine.loading import load_model
@@ -241,19 +241,13 @@ class Encoder:
         self.device = meter.device = ", ".join(sorted(self.devices.texts)) or meter.device
         return time.perf_counter() - t0
 
-    def _free_device_memory(self) -> None:
-        if self.device and self.device.startswith("cuda"):
-            import torch
-
-            torch.cuda.empty_cache()
-
     def unload(self) -> None:
         """Drop the model (and stop any device workers) and give the device's memory back."""
         self._model = None
         if self._exec is not None:
             self._exec.close()
             self._exec = None
-        self._free_device_memory()
+        free_device_memory(self.device)
 
 
 def truncate(vectors: np.ndarray, spec: ModelSpec) -> np.ndarray:

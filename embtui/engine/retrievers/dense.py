@@ -26,6 +26,14 @@ RECALL_SAMPLE = 1000  # queries used to measure an ANN run's recall against exac
 ANN_RECALL_WARN = 0.9  # an HNSW run measured below this recall@10 warns in CLI, info and report
 
 
+def encoder_for(ctx: RetrievalContext, spec: "ModelSpec") -> Encoder:
+    """The encoder an evaluation uses for ``spec``: its device, cache storage, chunk size and
+    executor (here, one worker per device, or a Ray cluster)."""
+    return Encoder(spec, ctx.store.ws.cache_dir, store=ctx.store, device=ctx.device,
+                   cache_dtype=ctx.req.cache_dtype, chunk_texts=ctx.req.chunk_texts or DEFAULT_CHUNK_TEXTS,
+                   executor=ctx.req.executor, ray_address=ctx.req.ray_address)
+
+
 class DenseRetriever:
     kind = "dense"
     uses_model_device = True
@@ -35,11 +43,7 @@ class DenseRetriever:
 
     def retrieve(self, ctx: RetrievalContext) -> Retrieval:
         stages = ctx.stages
-        encoder = Encoder(self.spec, ctx.store.ws.cache_dir, store=ctx.store, device=ctx.device,
-                          cache_dtype=ctx.req.cache_dtype,
-                          chunk_texts=ctx.req.chunk_texts or DEFAULT_CHUNK_TEXTS,
-                          executor=getattr(ctx.req, "executor", "local"),
-                          ray_address=getattr(ctx.req, "ray_address", None))
+        encoder = encoder_for(ctx, self.spec)
         t0 = stages.start("encode documents", len(ctx.corpus))
         spill = ctx.store.ws.runs_dir / f"run-{ctx.run_id}-documents.f32.npy"
         doc_vecs, doc_stats = encoder.encode(ctx.corpus.encode_texts(), "document",

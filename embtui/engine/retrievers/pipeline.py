@@ -172,11 +172,10 @@ def _bi_encoder_scores(ctx: RetrievalContext, spec: "ModelSpec", cand: np.ndarra
     """Cosine (or inner product, unnormalised) of each query with its candidates; only the
     candidate documents are encoded, through the cache like any embedding (the last item: the
     documents' and queries' encode statistics, what was encoded now and what the cache gave)."""
-    from embtui.engine.encode import DEFAULT_CHUNK_TEXTS, Encoder
+    from embtui.engine.retrievers.dense import encoder_for
 
     stages = _StageTimings(ctx.stages, prefix)
-    encoder = Encoder(spec, ctx.store.ws.cache_dir, store=ctx.store, device=ctx.device,
-                      cache_dtype=ctx.req.cache_dtype, chunk_texts=ctx.req.chunk_texts or DEFAULT_CHUNK_TEXTS)
+    encoder = encoder_for(ctx, spec)
     texts = ctx.corpus.encode_texts()
     t0 = stages.start("encode candidates", len(unique))
     doc_vecs, doc_stats = encoder.encode([texts[i] for i in unique.tolist()], "document",
