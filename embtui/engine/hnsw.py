@@ -93,16 +93,7 @@ class HnswIndex:
         if batch < 1:
             raise EmbtuiError(f"batch must be positive, got {batch}")
         index = _new_usearch(config, d)
-        threads = 1 if n <= DETERMINISTIC_BUILD_MAX else 0
-        meter = Meter("index", n, progress)
-        for start in range(0, n, batch):
-            if cancel is not None:
-                cancel.check()
-            stop = min(start + batch, n)
-            x = np.ascontiguousarray(docs[start:stop], dtype=np.float32)
-            index.add(np.arange(start, stop, dtype=np.uint64), x, threads=threads)
-            meter.update(stop)
-        meter.finish()
+        add_in_batches(index, docs, batch, progress=progress, cancel=cancel, dtype=np.float32)
         return cls(index, config, d)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -202,6 +193,24 @@ class HnswIndex:
     def nbytes(self) -> int:
         """Serialised size in bytes (the file size on disk; about the resident size once loaded)."""
         return int(self._index.serialized_length)
+
+
+def add_in_batches(index: "Index", rows: np.ndarray, batch: int, *, progress: ProgressCallback | None = None,
+                   cancel: CancelToken | None = None, dtype: "np.dtype | type | None" = None) -> None:
+    """Add ``rows`` (keys 0..N-1) to a USearch index ``batch`` rows at a time (progress stage
+    "index", cancel per batch); one thread up to DETERMINISTIC_BUILD_MAX rows, so the same rows
+    always give the same graph. ``dtype``: convert each batch (e.g. float16/memmap to float32)."""
+    n = len(rows)
+    threads = 1 if n <= DETERMINISTIC_BUILD_MAX else 0
+    meter = Meter("index", n, progress)
+    for start in range(0, n, batch):
+        if cancel is not None:
+            cancel.check()
+        stop = min(start + batch, n)
+        x = rows[start:stop] if dtype is None else np.ascontiguousarray(rows[start:stop], dtype=dtype)
+        index.add(np.arange(start, stop, dtype=np.uint64), x, threads=threads)
+        meter.update(stop)
+    meter.finish()
 
 
 def _load_verified(path: str | os.PathLike, index: "Index", metric: str, dtype: str, ndim: int,

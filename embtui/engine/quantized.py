@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embtui.engine.hnsw import DETERMINISTIC_BUILD_MAX, HnswConfig, HnswIndex, _load_verified
+from embtui.engine.hnsw import HnswConfig, HnswIndex, _load_verified, add_in_batches
 from embtui.engine.progress import CancelToken, Meter, ProgressCallback
 from embtui.engine.search import _HNSW_EXTRA, top_k_rows
 from embtui.errors import EmbtuiError
@@ -203,18 +203,9 @@ class CodeIndex(HnswIndex):
         """Build over ``qc``'s codes in batches (progress stage "index", cancel per batch); one
         thread up to DETERMINISTIC_BUILD_MAX rows, so the same codes give the same graph."""
         rows = _usearch_rows(qc.precision, qc.codes)
-        n = len(rows)
         ndim = _code_ndim(qc.precision, rows.shape[1])
         index = cls._new(config, qc.precision, ndim)
-        threads = 1 if n <= DETERMINISTIC_BUILD_MAX else 0
-        meter = Meter("index", n, progress)
-        for start in range(0, n, batch):
-            if cancel is not None:
-                cancel.check()
-            stop = min(start + batch, n)
-            index.add(np.arange(start, stop, dtype=np.uint64), rows[start:stop], threads=threads)  # type: ignore[attr-defined]
-            meter.update(stop)
-        meter.finish()
+        add_in_batches(index, rows, batch, progress=progress, cancel=cancel)
         return cls(index, config, ndim, qc.precision, qc.dim)
 
     @classmethod
