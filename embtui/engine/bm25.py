@@ -38,8 +38,7 @@ def corpus_batches(corpus: Any, size: int | None = None) -> Iterator[list[str]]:
     """A ``store.Corpus``'s encode texts (title + " " + text, trimmed) a slice at a time."""
     size = size or BATCH_TEXTS
     for start in range(0, len(corpus), size):
-        end = start + size
-        yield [(t + " " + x).strip() for t, x in zip(corpus.titles[start:end], corpus.texts[start:end])]
+        yield corpus.encode_texts(start, start + size)
 
 
 class _Words(dict):
@@ -223,4 +222,3 @@ class BM25Retriever:
             meter.update(qi + 1)
         meter.finish()
         return idx, sc
-

@@ -55,9 +55,10 @@ class Corpus:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def encode_texts(self) -> list[str]:
-        """Text a model sees for each document: ``title + " " + text``, trimmed (as BEIR/MTEB)."""
-        return [(t + " " + x).strip() for t, x in zip(self.titles, self.texts)]
+    def encode_texts(self, start: int = 0, end: int | None = None) -> list[str]:
+        """Text a model sees for each document (of ``start:end``): ``title + " " + text``,
+        trimmed (as BEIR/MTEB)."""
+        return [(t + " " + x).strip() for t, x in zip(self.titles[start:end], self.texts[start:end])]
 
 
 def check_project_name(name: Any) -> str:
