@@ -9,22 +9,36 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from embtui.engine.cache import EmbeddingCache, hash_texts
+from embtui.engine.cache import EmbeddingCache, hash_texts, text_hash
 from embtui.engine.devices import resolve_device
 from embtui.engine.executors import (EXECUTORS, BatchState, ChunkDone, DevicePool, DeviceTally,
                                      RayExecutor, encode_batches, expand_devices, free_device_memory,
                                      is_multi_device, is_oom)
 
-__all__ = ["DEFAULT_CHUNK_TEXTS", "EncodeStats", "Encoder", "is_oom", "truncate"]
+__all__ = ["DEFAULT_CHUNK_TEXTS", "EncodeStats", "Encoder", "corpus_text_hashes", "is_oom", "truncate"]
 from embtui.engine.loading import load_model
 from embtui.engine.models import ModelSpec, cache_key, fingerprint
 from embtui.engine.progress import CancelToken, Meter, ProgressCallback
 from embtui.errors import EmbtuiError
+from embtui.store.api import Corpus
 
 if TYPE_CHECKING:  # pragma: no cover
     from embtui.store import Store
 
 DEFAULT_CHUNK_TEXTS = 512
+
+
+def corpus_text_hashes(corpus: Corpus) -> list[bytes]:
+    """The cache's hash of each document's encode text, computed once per corpus (a lazy corpus
+    is read a window at a time for it) and kept with it: the evaluation's corpus hash and the
+    document encode share the one pass."""
+    hashes = corpus.memo.get("text_hashes")
+    if hashes is None:
+        hashes = []
+        for _start, window in corpus.windows():
+            hashes.extend(map(text_hash, window))
+        corpus.memo["text_hashes"] = hashes
+    return hashes
 
 
 def _ram_budget() -> int:
@@ -120,11 +134,14 @@ class Encoder:
                 "normalize": self.spec.normalize}
         return EmbeddingCache(self.cache_root, key, dtype=self.cache_dtype, meta=meta)
 
-    def encode(self, texts: Sequence[str], role: str, *, progress: ProgressCallback | None = None,
+    def encode(self, texts: "Sequence[str] | Corpus", role: str, *, progress: ProgressCallback | None = None,
                cancel: CancelToken | None = None, out: np.ndarray | None = None,
                spill_path: Path | None = None, max_in_memory_bytes: int | None = None,
                ) -> tuple[np.ndarray, EncodeStats]:
         """Vectors for ``texts`` (float32, in order) and what it took; fills the cache on the way.
+
+        ``texts`` may be a ``Corpus`` (its encode texts): a lazy one is then read from the store a
+        window at a time, hashed once per corpus, and never held whole.
 
         With ``spill_path``, a result larger than ``max_in_memory_bytes`` (default: a quarter of
         the available RAM) is gathered into a memory-mapped .npy file there instead of memory, so
@@ -133,7 +150,8 @@ class Encoder:
         if role not in ("query", "document"):
             raise ValueError(f"role must be 'query' or 'document', not {role!r}")
         cancel = cancel or CancelToken()
-        hashes = hash_texts(texts)
+        corpus = texts if isinstance(texts, Corpus) else None
+        hashes = corpus_text_hashes(corpus) if corpus is not None else hash_texts(texts)
         cache = self.cache(role)
         todo = cache.missing(hashes)
         unique = len(set(hashes))
@@ -143,9 +161,8 @@ class Encoder:
                       message=f"{cached:,} already cached" if cached else "")
         seconds = 0.0
         if todo:
-            order = sorted(todo, key=lambda i: (-len(texts[i]), hashes[i]))
-            seconds = self._encode_missing([texts[i] for i in order], [hashes[i] for i in order],
-                                           role, cache, meter, cancel)
+            seconds = self._encode_todo(texts if corpus is None else corpus, hashes, todo, role,
+                                        cache, meter, cancel)
         meter.finish()
         if out is None and spill_path is not None and cache.dim:
             budget = max_in_memory_bytes if max_in_memory_bytes is not None else _ram_budget()
@@ -157,10 +174,39 @@ class Encoder:
         return vectors, EncodeStats(role, len(texts), unique, len(todo), unique - len(todo),
                                     seconds, self.batch_size, tuple(cache.warnings))
 
+    def _encode_todo(self, texts: "Sequence[str] | Corpus", hashes: list[bytes], todo: list[int],
+                     role: str, cache: EmbeddingCache, meter: Meter, cancel: CancelToken) -> float:
+        """Encode the ``todo`` positions, longest first. A corpus larger than one window is read
+        from the store a window at a time (``corpus.window`` documents) and each window's missing
+        texts are ordered by length within it, so memory holds one window of texts, never the
+        corpus; the order still depends only on the texts, so a resume runs the same batches."""
+        if not isinstance(texts, Corpus) or len(texts) <= texts.window:
+            src = texts.encode_texts() if isinstance(texts, Corpus) else texts
+            order = sorted(todo, key=lambda i: (-len(src[i]), hashes[i]))
+            return self._encode_missing([src[i] for i in order], [hashes[i] for i in order],
+                                        role, cache, meter, cancel)
+        by_window: dict[int, list[int]] = {}
+        for i in todo:
+            by_window.setdefault(i // texts.window, []).append(i)
+        seconds, done = 0.0, 0
+        for start, window in texts.windows(starts=[w * texts.window for w in sorted(by_window)]):
+            cancel.check()
+            order = sorted(by_window[start // texts.window],
+                           key=lambda i: (-len(window[i - start]), hashes[i]))
+            if any(text_hash(window[i - start]) != hashes[i] for i in order):  # vectors never go
+                raise EmbtuiError("the corpus's texts changed while it was being encoded",  # under another text's key
+                                  "run it again once the import or replace has finished")
+            seconds += self._encode_missing([window[i - start] for i in order], [hashes[i] for i in order],
+                                            role, cache, meter, cancel, done_before=done)
+            done += len(order)
+            del window
+        return seconds
+
     def _encode_missing(self, texts: list[str], hashes: list[bytes], role: str,
-                        cache: EmbeddingCache, meter: Meter, cancel: CancelToken) -> float:
+                        cache: EmbeddingCache, meter: Meter, cancel: CancelToken,
+                        done_before: int = 0) -> float:
         if self.distributed:
-            return self._encode_distributed(texts, hashes, role, cache, meter, cancel)
+            return self._encode_distributed(texts, hashes, role, cache, meter, cancel, done_before)
         model = self.model()
         chunk_texts = self.chunk_texts
         fast = getattr(model, "fast_batch", None)  # a static model: big batches, big chunks
@@ -172,7 +218,7 @@ class Encoder:
         meter.batch_size = self.batch_size
         state = BatchState(self.batch_size)
         seconds = 0.0
-        done = 0
+        done = done_before
 
         def on_batch(n: int) -> None:
             nonlocal done
@@ -209,7 +255,8 @@ class Encoder:
         return self._exec
 
     def _encode_distributed(self, texts: list[str], hashes: list[bytes], role: str,
-                            cache: EmbeddingCache, meter: Meter, cancel: CancelToken) -> float:
+                            cache: EmbeddingCache, meter: Meter, cancel: CancelToken,
+                            done_before: int = 0) -> float:
         """The missing texts in the same chunks as a local encode, each chunk encoded wherever the
         executor sends it and committed to the cache here, in this process, as it comes back. The
         seconds returned are wall time, so items/s is the throughput of all devices together;
@@ -221,7 +268,7 @@ class Encoder:
         chunks = [texts[s:s + self.chunk_texts] for s in starts]
         meter.device = ", ".join(executor.names) if executor.names else self.executor_kind
         meter.batch_size = self.batch_size
-        done = 0
+        done = done_before
         t0 = time.perf_counter()
 
         def on_done(res: ChunkDone) -> None:

@@ -107,9 +107,13 @@ def versions() -> dict[str, str]:
 
 
 def corpus_hash(corpus: Corpus) -> str:
+    """sha256 over (doc_id, blake2b-128 of its encode text) in doc_id order: the texts' hashes
+    are the ones the document encode uses, computed once per corpus."""
+    from embtui.engine.encode import corpus_text_hashes
+
     h = hashlib.sha256()
-    for doc_id, text in zip(corpus.ids, corpus.encode_texts()):
-        h.update(doc_id.encode() + b"\0" + hashlib.blake2b(text.encode(), digest_size=16).digest())
+    for doc_id, digest in zip(corpus.ids, corpus_text_hashes(corpus)):
+        h.update(doc_id.encode() + b"\0" + digest)
     return h.hexdigest()[:24]
 
 
@@ -177,7 +181,7 @@ def run_evaluation(store: Store, req: EvalRequest, *, progress: ProgressCallback
     t0 = stages.start("load data")
     qrels = store.qrels(req.project, req.split)
     queries = store.queries(req.project, req.split)
-    corpus = store.corpus(req.project)
+    corpus = store.corpus(req.project, lazy=True)  # the ids; texts are read a window at a time
     if not len(corpus):
         raise EmbtuiError(f"project '{req.project}' has no documents")
     stages.end("load_data_s", t0)

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 
@@ -44,21 +44,94 @@ class ProjectInfo:
         }
 
 
-@dataclass(frozen=True)
-class Corpus:
-    """Documents of a project in a stable order (by doc_id)."""
+CORPUS_WINDOW = 32_768  # documents read from the store at a time by a lazy corpus
 
-    ids: list[str]
-    titles: list[str]
-    texts: list[str]
+
+class Corpus:
+    """Documents of a project in a stable order (by doc_id).
+
+    Eager (``Store.corpus(project)``): ids, titles and texts in memory. Lazy
+    (``Store.corpus(project, lazy=True)``): only the ids; the texts are read from the store a
+    window of ``window`` (``CORPUS_WINDOW``) documents at a time (``encode_texts(start, end)``, ``windows()``,
+    ``texts_at(rows)``), so an evaluation of a large corpus never holds all of it. Touching
+    ``titles`` or ``texts`` of a lazy corpus reads everything once (for callers that need it all).
+    """
+
+    def __init__(self, ids: list[str], titles: list[str] | None = None, texts: list[str] | None = None,
+                 *, read: "Callable[[int, int], tuple[list[str], list[str]]] | None" = None) -> None:
+        if (titles is None or texts is None) and read is None:
+            raise ValueError("a Corpus needs its titles and texts, or a reader")
+        self.ids = ids
+        self._titles = titles
+        self._texts = texts
+        self._read = read
+        self.window = CORPUS_WINDOW  # documents a lazy read brings in at once
+        self.memo: dict[Any, Any] = {}  # derived per-corpus data (the engine keeps the texts' hashes here)
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def lazy(self) -> bool:
+        """True while the texts live in the store only."""
+        return self._texts is None
+
+    def _load(self) -> None:
+        if self._texts is None:
+            assert self._read is not None
+            self._titles, self._texts = self._read(0, len(self.ids))
+
+    @property
+    def titles(self) -> list[str]:
+        self._load()
+        assert self._titles is not None
+        return self._titles
+
+    @property
+    def texts(self) -> list[str]:
+        self._load()
+        assert self._texts is not None
+        return self._texts
+
     def encode_texts(self, start: int = 0, end: int | None = None) -> list[str]:
         """Text a model sees for each document (of ``start:end``): ``title + " " + text``,
-        trimmed (as BEIR/MTEB)."""
-        return [(t + " " + x).strip() for t, x in zip(self.titles[start:end], self.texts[start:end])]
+        trimmed (as BEIR/MTEB). A lazy corpus reads just that slice from the store."""
+        end = len(self.ids) if end is None else min(end, len(self.ids))
+        if start >= end:
+            return []
+        if self._texts is None:
+            assert self._read is not None
+            titles, texts = self._read(start, end)
+        else:
+            assert self._titles is not None
+            titles, texts = self._titles[start:end], self._texts[start:end]
+        return [(t + " " + x).strip() for t, x in zip(titles, texts)]
+
+    def windows(self, starts: "Iterable[int] | None" = None) -> "Iterator[tuple[int, list[str]]]":
+        """``(start, encode texts of start:start + window)`` over the corpus (or only the windows
+        beginning at ``starts``): what a lazy corpus holds in memory at any time."""
+        size = self.window
+        for start in (range(0, len(self.ids), size) if starts is None else starts):
+            yield start, self.encode_texts(start, start + size)
+
+    def texts_at(self, rows: Sequence[int]) -> list[str]:
+        """Encode texts of the given corpus rows, in the order given (a reranker's candidates).
+        A lazy corpus reads only the windows those rows fall in."""
+        if self._texts is not None:
+            titles, texts = self.titles, self.texts
+            return [(titles[i] + " " + texts[i]).strip() for i in rows]
+        out: list[str] = [""] * len(rows)
+        by_window: dict[int, list[int]] = {}
+        for k, r in enumerate(rows):
+            if not 0 <= r < len(self.ids):
+                raise IndexError(f"corpus row {r} out of range")
+            by_window.setdefault(r // self.window, []).append(k)
+        for w, ks in sorted(by_window.items()):
+            start = w * self.window
+            window = self.encode_texts(start, start + self.window)
+            for k in ks:
+                out[k] = window[rows[k] - start]
+        return out
 
 
 def check_project_name(name: Any) -> str:
@@ -204,15 +277,40 @@ class Store(RunsRepo, ProfilesRepo, QueryLogsRepo):
             con.execute("DELETE FROM qrels_overlay WHERE project = ?", [name])
             con.execute("DELETE FROM query_logs WHERE project = ?", [name])
 
-    def corpus(self, project: str) -> Corpus:
+    def corpus(self, project: str, *, lazy: bool = False) -> Corpus:
+        """The project's documents by doc_id; ``lazy``: the ids only, texts read a window at a
+        time when asked for (see ``Corpus``)."""
         with self.ws.connect() as con:
             pid = self._project_id(con, project)
-            t = _arrow(
-                con,
-                "SELECT doc_id, title, text FROM documents WHERE project_id = ? ORDER BY doc_id",
-                [pid],
-            )
-        return Corpus(t["doc_id"].to_pylist(), t["title"].to_pylist(), t["text"].to_pylist())
+            if lazy:
+                t = _arrow(con, "SELECT doc_id FROM documents WHERE project_id = ? ORDER BY doc_id", [pid])
+            else:
+                t = _arrow(
+                    con,
+                    "SELECT doc_id, title, text FROM documents WHERE project_id = ? ORDER BY doc_id",
+                    [pid],
+                )
+        ids = t["doc_id"].to_pylist()
+        if not lazy:
+            return Corpus(ids, t["title"].to_pylist(), t["text"].to_pylist())
+
+        def read(start: int, end: int) -> tuple[list[str], list[str]]:
+            return self._corpus_slice(project, pid, ids, start, end)
+
+        return Corpus(ids, read=read)
+
+    def _corpus_slice(self, project: str, pid: int, ids: list[str], start: int, end: int,
+                      ) -> tuple[list[str], list[str]]:
+        """Titles and texts of ``ids[start:end]``, read in one short session and checked against
+        those ids: a project replaced meanwhile is an error, never another corpus's texts."""
+        with self.ws.connect() as con:
+            t = _arrow(con, "SELECT doc_id, title, text FROM documents WHERE project_id = ? "
+                            "AND doc_id >= ? AND doc_id <= ? ORDER BY doc_id",
+                       [pid, ids[start], ids[end - 1]])
+        if t["doc_id"].to_pylist() != ids[start:end]:
+            raise EmbtuiError(f"the documents of project '{project}' changed while they were being read",
+                              "run it again once the import or replace has finished")
+        return t["title"].to_pylist(), t["text"].to_pylist()
 
     def documents(self, project: str, doc_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """doc_id -> (title, text) for the given ids (unknown ids are left out)."""

@@ -46,7 +46,7 @@ class DenseRetriever:
         encoder = encoder_for(ctx, self.spec)
         t0 = stages.start("encode documents", len(ctx.corpus))
         spill = ctx.store.ws.runs_dir / f"run-{ctx.run_id}-documents.f32.npy"
-        doc_vecs, doc_stats = encoder.encode(ctx.corpus.encode_texts(), "document",
+        doc_vecs, doc_stats = encoder.encode(ctx.corpus, "document",
                                              progress=stages.progress, cancel=ctx.cancel,
                                              spill_path=spill, max_in_memory_bytes=ctx.req.max_in_memory_bytes)
         stages.end("encode_documents_s", t0)

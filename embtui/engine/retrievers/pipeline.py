@@ -176,9 +176,8 @@ def _bi_encoder_scores(ctx: RetrievalContext, spec: "ModelSpec", cand: np.ndarra
 
     stages = _StageTimings(ctx.stages, prefix)
     encoder = encoder_for(ctx, spec)
-    texts = ctx.corpus.encode_texts()
     t0 = stages.start("encode candidates", len(unique))
-    doc_vecs, doc_stats = encoder.encode([texts[i] for i in unique.tolist()], "document",
+    doc_vecs, doc_stats = encoder.encode(ctx.corpus.texts_at(unique.tolist()), "document",
                                          progress=stages.progress, cancel=ctx.cancel)
     stages.end("encode_documents_s", t0)
     t0 = stages.start("encode queries", len(ctx.query_texts))
@@ -209,7 +208,8 @@ def _cross_encoder_scores(ctx: RetrievalContext, spec: "ModelSpec", cand: np.nda
     from embtui.engine.loading import cross_encoder
 
     model, device = cross_encoder(spec, ctx.device)
-    texts = ctx.corpus.encode_texts()
+    rows = sorted({i for i in cand.reshape(-1).tolist() if i >= 0})
+    texts = dict(zip(rows, ctx.corpus.texts_at(rows)))  # the candidates' texts only
     pairs = [(ctx.query_texts[qi], texts[i]) for qi in range(cand.shape[0]) for i in cand[qi].tolist() if i >= 0]
     where = [(qi, k) for qi in range(cand.shape[0]) for k, i in enumerate(cand[qi].tolist()) if i >= 0]
     out = np.full(cand.shape, -np.inf, dtype=np.float32)
