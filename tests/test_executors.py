@@ -329,3 +329,34 @@ def test_a_detached_ray_eval_is_a_job_that_outlives_the_cli(ray_cluster: str, ti
         assert run.metrics[name] == pytest.approx(value, abs=1e-6), name
     assert run.info["encode"]["executor"] == "ray"
 
+
+
+# --------------------------------------------------------------------------------------------------
+# a detached job over several devices holds a slot of each
+
+
+def test_a_multi_device_job_takes_a_slot_of_every_device_or_none(tmp_path: Path) -> None:
+    from embtui.engine.evaluate import EvalRequest
+    from embtui.jobs.files import job_devices, try_slot, try_slots, wait_for_slot
+    from embtui.jobs.worker import _job_device
+
+    locks = tmp_path / "locks"
+    busy = try_slot(locks, "cuda:1", 1)  # another job runs on cuda:1
+    assert busy is not None
+    assert try_slots(locks, "cuda:0,cuda:1", 1) is None
+    free0 = try_slot(locks, "cuda:0", 1)
+    assert free0 is not None, "a device taken while waiting for the other must be let go again"
+    free0.release()
+    assert wait_for_slot(locks, "cuda:1,cuda:0", 1, stop=lambda: True, poll_s=0.01) is None  # cancelled
+    busy.release()
+    both = try_slots(locks, "cuda:1,cuda:0", 1)
+    assert both is not None and both.devices == ["cuda:0", "cuda:1"]
+    assert both.describe(1) == "cuda:0 slot 0 of 1, cuda:1 slot 0 of 1"
+    assert try_slot(locks, "cuda:0", 1) is None and try_slot(locks, "cuda:1", 1) is None
+    both.release()
+    assert try_slot(locks, "cuda:1", 1) is not None
+
+    spec = ModelSpec(model="sentence-transformers/all-MiniLM-L6-v2", name="m")
+    assert _job_device(EvalRequest("p", spec, device="cpu,cpu")) == "cpu,cpu"
+    assert job_devices("cpu,cpu") == ["cpu"]  # two workers on one device: one slot of it
+    assert _job_device(EvalRequest("p", spec, device="cpu")) == "cpu"

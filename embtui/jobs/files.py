@@ -144,12 +144,53 @@ def try_slot(locks_dir: Path, device: str, slots: int) -> SlotLock | None:
     return None
 
 
+def job_devices(device: str) -> list[str]:
+    """The devices a job's device string names, each once, in a fixed order: ``cuda:0,cuda:1``
+    (a multi-device encode) holds a slot of each; ``cpu,cpu`` is one device."""
+    return sorted({d.strip() for d in device.split(",") if d.strip()})
+
+
+class SlotLocks:
+    """One slot of each device of a multi-device job, taken together; released together."""
+
+    def __init__(self, locks: list[SlotLock], devices: list[str]) -> None:
+        self.locks = locks
+        self.devices = devices
+
+    @property
+    def slot(self) -> int:  # the first device's slot: what a one-device job reports
+        return self.locks[0].slot
+
+    def describe(self, slots: int) -> str:
+        return ", ".join(f"{d} slot {lock.slot} of {slots}" for d, lock in zip(self.devices, self.locks))
+
+    def release(self) -> None:
+        for lock in self.locks:
+            lock.release()
+
+
+def try_slots(locks_dir: Path, device: str, slots: int) -> SlotLocks | None:
+    """A slot of every device ``device`` names, all or none (the ones taken are let go again
+    when one is busy, so two jobs over overlapping devices never hold each other up)."""
+    devices = job_devices(device)
+    taken: list[SlotLock] = []
+    for d in devices:
+        lock = try_slot(locks_dir, d, slots)
+        if lock is None:
+            for held in taken:
+                held.release()
+            return None
+        taken.append(lock)
+    return SlotLocks(taken, devices)
+
+
 def wait_for_slot(locks_dir: Path, device: str, slots: int, *, stop: Callable[[], bool],
                   my_turn: Callable[[], bool] = lambda: True,
-                  poll_s: float = 0.25) -> SlotLock | None:
-    """Block until a slot is free and ``my_turn()`` (returns the slot) or ``stop()`` (returns None)."""
+                  poll_s: float = 0.25) -> SlotLocks | None:
+    """Block until a slot of each device is free and ``my_turn()`` (returns the slots) or
+    ``stop()`` (returns None)."""
     while True:
-        lock = try_slot(locks_dir, device, slots) if my_turn() else None
+        lock = try_slots(locks_dir, device, slots) if my_turn() else None
         if lock is not None:
             return lock
         if stop():

@@ -21,7 +21,7 @@ from typing import Any
 
 from embtui.engine.progress import CancelToken, Progress
 from embtui.errors import Cancelled, EmbtuiError
-from embtui.jobs.files import (JobPaths, append_log, hostname, read_json, wait_for_slot,
+from embtui.jobs.files import (JobPaths, append_log, hostname, job_devices, read_json, wait_for_slot,
                                write_json_atomic)
 from embtui.store.db import Workspace
 from embtui.store.jobs import JobStore
@@ -201,11 +201,16 @@ def device_key(device: str) -> str:
 
 def _job_device(req: Any) -> str:
     from embtui.engine.devices import resolve_device
+    from embtui.engine.executors import expand_devices, is_multi_device
     from embtui.engine.retrievers import retriever_for
 
     if not retriever_for(req.model).uses_model_device:
         return "cpu"
-    return resolve_device(req.device or req.model.device)
+    device = req.device or req.model.device
+    if getattr(req, "executor", "local") == "local" and is_multi_device(device):
+        # an encode over several devices of this server holds a slot of each of them
+        return ",".join(expand_devices(device))  # e.g. cuda:0,cuda:1 (cpu,cpu: one device, two workers)
+    return resolve_device(device)
 
 
 def run_job(workspace: str | os.PathLike[str], job_id: str) -> str:
@@ -258,7 +263,7 @@ def run_job(workspace: str | os.PathLike[str], job_id: str) -> str:
                              my_turn=lambda: _first_in_line(js, row, device))
         if lock is None:
             raise Cancelled()
-        rep.log(f"got {device} slot {lock.slot} of {slots}")
+        rep.log(f"got {lock.describe(slots)}")
         if not js.claim(job_id, pid):
             now = js.get(job_id)
             rep.log(f"job was {now.state if now else 'deleted'} before it could start")
@@ -347,11 +352,13 @@ def _finetune(store: Any, req: Any, device: str, rep: Reporter, token: CancelTok
 
 
 def _first_in_line(js: JobStore, me: Any, device: str) -> bool:
-    """Jobs start in the order they were submitted: no older job with a live worker waits for this device."""
+    """Jobs start in the order they were submitted: no older job with a live worker waits for any
+    of this job's devices."""
     from embtui.jobs.api import pid_runs_job
 
+    mine = set(job_devices(device))
     for other in js.list(states=["queued"]):
-        if (other.id != me.id and other.device == device and other.pid
+        if (other.id != me.id and other.device and mine & set(job_devices(other.device)) and other.pid
                 and (other.created_at, other.id) < (me.created_at, me.id)
                 and pid_runs_job(other.pid, other.id)):
             return False
