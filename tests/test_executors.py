@@ -360,3 +360,5 @@ def test_a_multi_device_job_takes_a_slot_of_every_device_or_none(tmp_path: Path)
     assert _job_device(EvalRequest("p", spec, device="cpu,cpu")) == "cpu,cpu"
     assert job_devices("cpu,cpu") == ["cpu"]  # two workers on one device: one slot of it
     assert _job_device(EvalRequest("p", spec, device="cpu")) == "cpu"
+    # a Ray job queues for the cluster, and its GPUs need not exist on the driver
+    assert _job_device(EvalRequest("p", spec, device="cuda", executor="ray")) == "ray"

@@ -206,8 +206,10 @@ def _job_device(req: Any) -> str:
 
     if not retriever_for(req.model).uses_model_device:
         return "cpu"
+    if getattr(req, "executor", "local") == "ray":  # the cluster's own devices: Ray jobs queue for
+        return "ray"                                  # it (jobs_per_device at once), not for one here
     device = req.device or req.model.device
-    if getattr(req, "executor", "local") == "local" and is_multi_device(device):
+    if is_multi_device(device):
         # an encode over several devices of this server holds a slot of each of them
         return ",".join(expand_devices(device))  # e.g. cuda:0,cuda:1 (cpu,cpu: one device, two workers)
     return resolve_device(device)
