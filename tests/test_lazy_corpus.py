@@ -149,3 +149,22 @@ def test_windowed_encode_resumes_with_the_same_batches(demo_store: Store, tiny_m
     resumed, stats = Encoder(spec, tmp_path / "b", chunk_texts=16).encode(cut, "document")
     assert 90 < stats.cached < 400 and stats.encoded == 400 - stats.cached
     np.testing.assert_array_equal(full, resumed)
+
+
+def test_a_live_query_reads_its_hits_by_id_not_the_corpus(demo_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Query pane's searcher holds the ids only: a hit's title and text are looked up by id
+    (no window read), and they equal what the eager corpus holds."""
+    from embtui.engine.live import LiveSearcher
+
+    eager = demo_store.corpus("demo")
+    lazy = demo_store.corpus("demo", lazy=True)
+    rows = [399, 0, 17, 17]
+    assert lazy.documents_at(rows) == [(eager.titles[i], eager.texts[i]) for i in rows]
+    searcher = LiveSearcher(demo_store, "demo", ModelSpec("bm25"))
+    searcher.prepare()  # builds BM25 from windows
+    log = _ReadLog(monkeypatch)
+    hits = searcher.search("cancer cells protein", k=5)
+    assert len(hits) == 5 and not log.slices and searcher.corpus.lazy
+    row_of = {d: i for i, d in enumerate(eager.ids)}
+    for hit in hits:
+        assert (hit.title, hit.text) == (eager.titles[row_of[hit.doc_id]], eager.texts[row_of[hit.doc_id]])

@@ -27,9 +27,9 @@ class LexicalLiveSearcher(LiveSearcher):
     """BM25 over the corpus texts, built on ``prepare`` (about a second for SciFact); no model."""
 
     def _load(self, corpus: "Corpus") -> None:
-        from embtui.engine.bm25 import BM25Retriever
+        from embtui.engine.bm25 import BM25Retriever, corpus_batches
 
-        self._bm25 = BM25Retriever(corpus.encode_texts(), self.spec.bm25)
+        self._bm25 = BM25Retriever(batches=corpus_batches(corpus), total=len(corpus), params=self.spec.bm25)
 
     def _rank(self, text: str, k: int) -> list[tuple[int, float]]:
         return [(i, s) for i, s in self.stage_rank(text, k) if s > 0]  # no zero-score hits to look at
@@ -57,15 +57,14 @@ class DenseLiveSearcher(LiveSearcher):
         return self._encoder is not None and self._encoder.loaded
 
     def _load(self, corpus: "Corpus") -> None:
-        from embtui.engine.cache import hash_texts
-        from embtui.engine.encode import Encoder
+        from embtui.engine.encode import Encoder, corpus_text_hashes
 
         encoder = Encoder(self.spec, self.store.ws.cache_dir, store=self.store, device=self.device)
         if encoder.fingerprint is None:
             raise NotEvaluated(f"model '{self.spec.name}' has not been downloaded or evaluated yet",
                                "evaluate it first: Jobs pane, key e")
         self._encoder = encoder
-        self._hashes = hash_texts(corpus.encode_texts())
+        self._hashes = corpus_text_hashes(corpus)
         self.total_docs = len(corpus)
         self._gather()
 
@@ -121,7 +120,7 @@ class DenseLiveSearcher(LiveSearcher):
             chunk = self._encoder.chunk_texts
             self._encoder.chunk_texts = min(chunk, ON_DEMAND_CHUNK_TEXTS)
             try:
-                _, stats = self._encoder.encode(corpus.encode_texts(), "document", progress=progress,
+                _, stats = self._encoder.encode(corpus, "document", progress=progress,
                                                 cancel=cancel)
             finally:
                 self._encoder.chunk_texts = chunk

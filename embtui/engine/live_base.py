@@ -120,7 +120,8 @@ class LiveSearcher:
     @property
     def corpus(self) -> "Corpus":
         if self._corpus is None:
-            self._corpus = self.store.corpus(self.project)
+            # the ids; texts are read from the store when needed (a hit's text, a window to encode)
+            self._corpus = self.store.corpus(self.project, lazy=True)
         return self._corpus
 
     @property
@@ -187,8 +188,10 @@ class LiveSearcher:
         self.prepare()
         corpus = self.corpus
         k = max(1, min(int(k), len(corpus)))
-        return [Hit(corpus.ids[i], float(s), corpus.titles[i], corpus.texts[i], rank)
-                for rank, (i, s) in enumerate(self._rank(text, k), 1)]
+        ranked = self._rank(text, k)
+        docs = corpus.documents_at([i for i, _ in ranked])
+        return [Hit(corpus.ids[i], float(s), title, body, rank)
+                for rank, ((i, s), (title, body)) in enumerate(zip(ranked, docs), 1)]
 
     def stage_rank(self, text: str, k: int) -> list[tuple[int, float]]:
         """(corpus row, score) of the top ``k`` as a pipeline stage sees them: what an evaluation

@@ -110,16 +110,16 @@ class PipelineLiveSearcher(LiveSearcher):
         if not rows:
             return rows
         cand = np.array([i for i, _ in rows], dtype=np.int64)
-        texts = self.corpus.encode_texts()
+        texts = self.corpus.texts_at(cand.tolist())  # the candidates' only, in cand's order
         if searcher is None:  # a cross-encoder
             model = self._cross_encoder(j, stage)
-            scores = np.asarray(model.predict([(text, texts[i]) for i in cand], show_progress_bar=False),
+            scores = np.asarray(model.predict([(text, t) for t in texts], show_progress_bar=False),
                                 dtype=np.float32).reshape(-1)
         else:
             q = np.asarray(searcher.encode_query(text), dtype=np.float32)  # type: ignore[attr-defined]
             encoder = searcher._encoder  # type: ignore[attr-defined]
             with searcher._use_lock:
-                docs, _ = encoder.encode([texts[i] for i in cand], "document")
+                docs, _ = encoder.encode(texts, "document")
             docs = np.asarray(docs, dtype=np.float32)
             if not searcher.spec.normalize:  # as the pipeline retriever: both sides normalised
                 q = q / max(float(np.linalg.norm(q)), 1e-12)

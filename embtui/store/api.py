@@ -45,6 +45,7 @@ class ProjectInfo:
 
 
 CORPUS_WINDOW = 32_768  # documents read from the store at a time by a lazy corpus
+LOOKUP_MAX_ROWS = 2_000  # up to this many rows, a lazy corpus looks documents up by id instead
 
 
 class Corpus:
@@ -58,13 +59,15 @@ class Corpus:
     """
 
     def __init__(self, ids: list[str], titles: list[str] | None = None, texts: list[str] | None = None,
-                 *, read: "Callable[[int, int], tuple[list[str], list[str]]] | None" = None) -> None:
+                 *, read: "Callable[[int, int], tuple[list[str], list[str]]] | None" = None,
+                 lookup: "Callable[[list[str]], dict[str, tuple[str, str]]] | None" = None) -> None:
         if (titles is None or texts is None) and read is None:
             raise ValueError("a Corpus needs its titles and texts, or a reader")
         self.ids = ids
         self._titles = titles
         self._texts = texts
         self._read = read
+        self._lookup = lookup  # doc ids -> (title, text), by the primary key: a few rows quickly
         self.window = CORPUS_WINDOW  # documents a lazy read brings in at once
         self.memo: dict[Any, Any] = {}  # derived per-corpus data (the engine keeps the texts' hashes here)
 
@@ -114,12 +117,29 @@ class Corpus:
         for start in (range(0, len(self.ids), size) if starts is None else starts):
             yield start, self.encode_texts(start, start + size)
 
+    def documents_at(self, rows: Sequence[int]) -> list[tuple[str, str]]:
+        """(title, text) of the given corpus rows, in the order given: a lazy corpus looks a few
+        rows up by id (what a live query's hits need), and reads windows for many."""
+        if self._texts is None and self._lookup is not None and len(rows) <= LOOKUP_MAX_ROWS:
+            wanted = [self.ids[i] for i in rows]
+            found = self._lookup(wanted)
+            missing = [d for d in wanted if d not in found]
+            if missing:
+                raise EmbtuiError(f"document '{missing[0]}' is no longer in the project: it changed "
+                                  "while it was being read", "open it again")
+            return [found[d] for d in wanted]
+        if self._texts is None:
+            return [(t, "") for t in self.texts_at(rows)]  # pragma: no cover - no lookup given
+        return [(self.titles[i], self.texts[i]) for i in rows]
+
     def texts_at(self, rows: Sequence[int]) -> list[str]:
         """Encode texts of the given corpus rows, in the order given (a reranker's candidates).
-        A lazy corpus reads only the windows those rows fall in."""
+        A lazy corpus looks a few rows up by id, or reads only the windows many rows fall in."""
         if self._texts is not None:
             titles, texts = self.titles, self.texts
             return [(titles[i] + " " + texts[i]).strip() for i in rows]
+        if self._lookup is not None and len(rows) <= LOOKUP_MAX_ROWS:
+            return [(t + " " + x).strip() for t, x in self.documents_at(rows)]
         out: list[str] = [""] * len(rows)
         by_window: dict[int, list[int]] = {}
         for k, r in enumerate(rows):
@@ -297,7 +317,14 @@ class Store(RunsRepo, ProfilesRepo, QueryLogsRepo):
         def read(start: int, end: int) -> tuple[list[str], list[str]]:
             return self._corpus_slice(project, pid, ids, start, end)
 
-        return Corpus(ids, read=read)
+        def lookup(doc_ids: list[str]) -> dict[str, tuple[str, str]]:
+            with self.ws.connect() as con:
+                rows = con.execute(
+                    "SELECT doc_id, title, text FROM documents WHERE project_id = ? AND doc_id IN "
+                    "(SELECT unnest(?::VARCHAR[]))", [pid, doc_ids]).fetchall()
+            return {r[0]: (r[1], r[2]) for r in rows}
+
+        return Corpus(ids, read=read, lookup=lookup)
 
     def _corpus_slice(self, project: str, pid: int, ids: list[str], start: int, end: int,
                       ) -> tuple[list[str], list[str]]:
