@@ -152,9 +152,11 @@ def test_windowed_encode_resumes_with_the_same_batches(demo_store: Store, tiny_m
 
 
 def test_a_live_query_reads_its_hits_by_id_not_the_corpus(demo_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Query pane's searcher holds the ids only: a hit's title and text are looked up by id
-    (no window read), and they equal what the eager corpus holds."""
+    """On a corpus past LIVE_EAGER_MAX_DOCS the Query pane's searcher holds the ids only: a hit's
+    title and text are looked up by id (no window read), and equal what the eager corpus holds."""
     from embtui.engine.live import LiveSearcher
+
+    monkeypatch.setattr("embtui.engine.live_base.LIVE_EAGER_MAX_DOCS", 100)
 
     eager = demo_store.corpus("demo")
     lazy = demo_store.corpus("demo", lazy=True)
@@ -168,3 +170,7 @@ def test_a_live_query_reads_its_hits_by_id_not_the_corpus(demo_store: Store, mon
     row_of = {d: i for i, d in enumerate(eager.ids)}
     for hit in hits:
         assert (hit.title, hit.text) == (eager.titles[row_of[hit.doc_id]], eager.texts[row_of[hit.doc_id]])
+    monkeypatch.undo()
+    small = LiveSearcher(demo_store, "demo", ModelSpec("bm25"))
+    assert [h.doc_id for h in small.search("cancer cells protein", k=5)] == [h.doc_id for h in hits]
+    assert not small.corpus.lazy  # 400 documents: held, a query never waits on the database

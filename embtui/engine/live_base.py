@@ -43,6 +43,9 @@ def on_demand_max_docs() -> int:
 EVALUATION_DEPTH = 100  # the depth a default evaluation searches (its largest k)
 
 
+LIVE_EAGER_MAX_DOCS = 200_000  # a live searcher holds the texts of corpora up to this size
+
+
 @dataclass(frozen=True)
 class Hit:
     """One ranked document for a query."""
@@ -120,8 +123,13 @@ class LiveSearcher:
     @property
     def corpus(self) -> "Corpus":
         if self._corpus is None:
-            # the ids; texts are read from the store when needed (a hit's text, a window to encode)
-            self._corpus = self.store.corpus(self.project, lazy=True)
+            # a large corpus stays in the store: the ids here, texts read when needed (a hit's
+            # text by id, a window to hash or encode); a small one is held, so a query never waits
+            # on the workspace database (e.g. while another process writes to it)
+            corpus = self.store.corpus(self.project, lazy=True)
+            if len(corpus) <= LIVE_EAGER_MAX_DOCS:
+                corpus = self.store.corpus(self.project)
+            self._corpus = corpus
         return self._corpus
 
     @property
