@@ -129,12 +129,14 @@ def test_gpus_without_cuda_is_a_clear_error(tiny_model: Path, tmp_path: Path) ->
         enc.encode(TEXTS[:5], "document")
 
 
-def test_eval_on_two_devices_equals_the_local_run(tiny_model: Path, demo_store) -> None:
+def test_eval_on_two_devices_equals_the_local_run(tiny_model: Path, demo_store, monkeypatch) -> None:
     from embtui.engine.evaluate import EvalRequest, run_evaluation
 
     spec = ModelSpec(model=str(tiny_model), name="tiny", batch_size=16)
     local = run_evaluation(demo_store, EvalRequest("demo", spec, chunk_texts=64))
     shutil.rmtree(demo_store.ws.cache_dir)
+    # the corpus read a window of 150 at a time: each window's chunks go to the workers in turn
+    monkeypatch.setattr("embtui.store.api.CORPUS_WINDOW", 150)
     multi = run_evaluation(demo_store, EvalRequest("demo", spec, chunk_texts=64, device="cpu,cpu"))
     for name, value in local.metrics.aggregate.items():
         assert multi.metrics.aggregate[name] == pytest.approx(value, abs=1e-6), name

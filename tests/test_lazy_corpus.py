@@ -141,7 +141,11 @@ def test_windowed_encode_resumes_with_the_same_batches(demo_store: Store, tiny_m
     spec = ModelSpec(model=str(tiny_model), batch_size=8)
     full_corpus = demo_store.corpus("demo", lazy=True)
     full_corpus.window = 90
-    full, _ = Encoder(spec, tmp_path / "a", chunk_texts=16).encode(full_corpus, "document")
+    events = []
+    full, _ = Encoder(spec, tmp_path / "a", chunk_texts=16).encode(full_corpus, "document",
+                                                                   progress=events.append)
+    done = [e.done for e in events if e.stage == "encode documents"]
+    assert done == sorted(done) and done[-1] == 400 and len(done) >= 4  # one count across the windows
     cut = demo_store.corpus("demo", lazy=True)
     cut.window = 90
     with pytest.raises(Cancelled):  # stopped in the second window
