@@ -19,11 +19,16 @@ def _hnsw_config(args: argparse.Namespace) -> Any:
     from embtui.api.runs import HnswConfig
 
     base = HnswConfig()
+
+    def given(value: Any, default: Any) -> Any:  # 0 is a value to refuse, not "not given"
+        return default if value is None else value
+
     return HnswConfig(
-        metric=base.metric, dtype=args.hnsw_dtype or base.dtype,
-        connectivity=args.hnsw_connectivity or base.connectivity,
-        expansion_add=args.hnsw_expansion_add or base.expansion_add,
-        expansion_search=args.hnsw_expansion_search or base.expansion_search,
+        metric=base.metric, dtype=given(args.hnsw_dtype, base.dtype),
+        connectivity=given(args.hnsw_connectivity, base.connectivity),
+        expansion_add=given(args.hnsw_expansion_add, base.expansion_add),
+        expansion_search=given(args.hnsw_expansion_search, base.expansion_search),
+        rescore=given(args.hnsw_rescore, base.rescore),
     )
 
 
@@ -182,6 +187,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--hnsw-connectivity", type=int)
     p.add_argument("--hnsw-expansion-add", type=int)
     p.add_argument("--hnsw-expansion-search", type=int)
+    p.add_argument("--hnsw-rescore", type=int, metavar="N",
+                   help="fetch N x depth candidates from the HNSW graph and score them exactly against "
+                        "the float vectors (e.g. --hnsw-dtype i8 --hnsw-rescore 2: FAISS HNSW's recall "
+                        "at its cost)")
     add_spec_options(p)
     p.set_defaults(func=cmd_eval)
 

@@ -25,13 +25,20 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass(frozen=True)
 class HnswConfig:
-    """usearch HNSW settings. ``dtype`` is the stored scalar kind: f32 | f16 | i8 (i8 needs metric cos)."""
+    """usearch HNSW settings. ``dtype`` is the stored scalar kind: f32 | f16 | i8 (i8 needs metric cos).
+
+    ``rescore`` (search time only): fetch ``rescore × k`` candidates from the graph and order them
+    by their exact score against the float32 document vectors. With i8 and ×2 this reaches FAISS
+    HNSW-Flat's recall@10 at its query cost, where the f32 graph takes about 2.5× as long
+    (BENCHMARKS.md, "USearch HNSW vs FAISS HNSW"); without rescoring i8 stops near 0.93.
+    """
 
     metric: str = "cos"
     dtype: str = "f32"
     connectivity: int = 32  # M; 16 needs expansion_search >= 384 for recall@10 >= 0.98 at 200k docs
     expansion_add: int = 128
     expansion_search: int = 128  # recall@10 0.993 at 200k docs, d=384, with connectivity 32
+    rescore: int = 1
 
     def __post_init__(self) -> None:
         _check_metric(self.metric)
@@ -47,9 +54,21 @@ class HnswConfig:
                 raise EmbtuiError(f"HNSW {name} must be positive, got {getattr(self, name)}")
         if int(self.connectivity) < 2:  # usearch refuses 1 ("the index degenerates into ropes")
             raise EmbtuiError(f"HNSW connectivity must be at least 2, got {self.connectivity}")
+        if isinstance(self.rescore, bool) or not isinstance(self.rescore, int) or self.rescore < 1:
+            raise EmbtuiError(f"HNSW rescore must be a whole number of at least 1, got {self.rescore!r}",
+                              "e.g. --hnsw-rescore 2 fetches 2 x k candidates and scores them exactly")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["rescore"] == 1:  # the default leaves the records (and index keys) of older runs as they were
+            del d["rescore"]
+        return d
+
+    def graph_dict(self) -> dict:
+        """What the saved graph depends on (its file key): not the search-time rescoring."""
+        d = self.to_dict()
+        d.pop("rescore", None)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "HnswConfig":
@@ -140,8 +159,8 @@ class HnswIndex:
         index.expansion_search = int(config.expansion_search)
         return cls(index, config, ndim)
 
-    def search(self, queries: np.ndarray, k: int, *, tie_order: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, *, tie_order: np.ndarray | None = None,
+               docs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-``k`` per query; same return convention as :func:`exact_search`.
 
         Shapes are [Q, min(k, len(self))]. Scores are "higher is better": cos -> 1 - usearch cosine
@@ -150,6 +169,10 @@ class HnswIndex:
         tie rule before cutting to k, so boundary ties are resolved as well as the ANN recall allows.
         A row for which the graph search found fewer than min(k, N) neighbours is padded with
         index -1 and score -inf (rare; only for tiny or degenerate indexes).
+
+        With ``config.rescore`` > 1, ``docs`` (the [N, d] vectors the index was built from, float32,
+        float16 or a memmap) must be given: ``rescore × k`` candidates are fetched and scored exactly
+        against them, so the scores are the float ones whatever the graph's dtype.
         """
         queries = _as_matrix(queries, "queries")
         if queries.shape[1] != self.ndim:
@@ -161,7 +184,10 @@ class HnswIndex:
         if k == 0 or n_q == 0:
             return np.full((n_q, k), -1, dtype=np.int64), np.full((n_q, k), -np.inf, dtype=np.float32)
         ties_all = _check_tie_order(tie_order, n)
-        fetch = min(k + _HNSW_EXTRA, n)
+        rescore = int(self.config.rescore)
+        if rescore > 1 and docs is None:
+            raise EmbtuiError("HNSW rescoring needs the document vectors", "pass docs=, or use rescore 1")
+        fetch = min(max(k + _HNSW_EXTRA, rescore * k if rescore > 1 else 0), n)
         q = np.ascontiguousarray(queries, dtype=np.float32)
         res = self._index.search(q, fetch, threads=0)
         if hasattr(res, "counts"):  # BatchMatches: fixed width, sentinels past each row's count
@@ -178,7 +204,10 @@ class HnswIndex:
         valid = np.arange(keys.shape[1])[None, :] < counts[:, None]
         idx = np.where(valid, keys.astype(np.int64), -1)
         dist = np.where(valid, dist, 0.0)  # the slots past a row's count hold sentinels (NaN, inf)
-        if self.config.metric == "l2sq":
+        if rescore > 1:
+            assert docs is not None
+            scores = exact_candidate_scores(q, docs, idx, valid, self.config.metric)
+        elif self.config.metric == "l2sq":
             scores = -dist
         else:
             scores = 1.0 - dist
@@ -193,6 +222,34 @@ class HnswIndex:
     def nbytes(self) -> int:
         """Serialised size in bytes (the file size on disk; about the resident size once loaded)."""
         return int(self._index.serialized_length)
+
+
+def exact_candidate_scores(queries: np.ndarray, docs: np.ndarray, idx: np.ndarray, valid: np.ndarray,
+                           metric: str, block_bytes: int = 64 << 20) -> np.ndarray:
+    """Each query's exact float32 score against its candidate rows ``idx`` [Q, C] (cos: cosine of
+    both normalised; ip: dot; l2sq: minus the squared distance), a block of queries at a time so
+    the gathered candidates stay under ``block_bytes``; cells where ``valid`` is False are -inf."""
+    n_q, c = idx.shape
+    dim = int(docs.shape[1])
+    q = np.asarray(queries, dtype=np.float32)
+    if metric == "cos":
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    rows = np.where(valid, idx, 0)
+    out = np.empty((n_q, c), dtype=np.float32)
+    step = max(1, block_bytes // max(1, c * dim * 4))
+    for start in range(0, n_q, step):
+        r = rows[start:start + step]
+        cand = np.asarray(docs[r.reshape(-1)], dtype=np.float32).reshape(r.shape[0], c, dim)
+        qb = q[start:start + step]
+        if metric == "cos":
+            cand /= np.maximum(np.linalg.norm(cand, axis=2, keepdims=True), 1e-12)
+            out[start:start + step] = np.einsum("qd,qcd->qc", qb, cand)
+        elif metric == "ip":
+            out[start:start + step] = np.einsum("qd,qcd->qc", qb, cand)
+        else:
+            diff = cand - qb[:, None, :]
+            out[start:start + step] = -np.einsum("qcd,qcd->qc", diff, diff)
+    return np.where(valid, out, -np.inf).astype(np.float32)
 
 
 def add_in_batches(index: "Index", rows: np.ndarray, batch: int, *, progress: ProgressCallback | None = None,

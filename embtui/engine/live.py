@@ -234,7 +234,10 @@ class DenseLiveSearcher(LiveSearcher):
             if rows is not None:
                 idx = np.where(idx >= 0, rows[np.clip(idx, 0, None)], -1)
         elif self._ann is not None and rows is None:
-            idx, scores = self._ann.search(q, k, tie_order=self._tie)
+            # a rescored graph search ranks rescore x depth candidates: search the evaluation's depth
+            depth = min(max(k, EVALUATION_DEPTH), len(docs)) if self._ann.config.rescore > 1 else k
+            idx, scores = self._ann.search(q, depth, tie_order=self._tie, docs=docs)
+            idx, scores = idx[:, :k], scores[:, :k]
         else:
             from embtui.engine.search import exact_search
 

@@ -119,7 +119,7 @@ def _command(run: Any) -> str:
         parts += ["--index", index["kind"]]
     for key, flag in (("dtype", "--hnsw-dtype"), ("connectivity", "--hnsw-connectivity"),
                       ("expansion_add", "--hnsw-expansion-add"),
-                      ("expansion_search", "--hnsw-expansion-search")):
+                      ("expansion_search", "--hnsw-expansion-search"), ("rescore", "--hnsw-rescore")):
         if index.get("kind") == "hnsw" and (index.get("hnsw") or {}).get(key) is not None:
             parts += [flag, str(index["hnsw"][key])]
     if index.get("ignore_identical_ids"):

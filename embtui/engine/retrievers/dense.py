@@ -175,10 +175,13 @@ def search_vectors(ctx: RetrievalContext, kind: str, metric: str, doc_vecs: np.n
                                    progress=stages.progress, cancel=cancel)
         stages.end("search_s", t0)
         return idx, scores
-    config = HnswConfig.from_dict({**req.hnsw.to_dict(), "metric": metric})
+    # an i8 graph is cosine only (usearch scales i8 vectors to the unit sphere); "ip" is chosen for
+    # normalised vectors only, where cosine gives the same order and the same scores
+    graph_metric = "cos" if req.hnsw.dtype == "i8" else metric
+    config = HnswConfig.from_dict({**req.hnsw.to_dict(), "metric": graph_metric})
     index_config["hnsw"] = config.to_dict()
     key = hashlib.sha256(json.dumps(
-        {"corpus": info["corpus_hash"], "model": req.model.to_dict(), "hnsw": config.to_dict(),
+        {"corpus": info["corpus_hash"], "model": req.model.to_dict(), "hnsw": config.graph_dict(),
          "dim": int(doc_vecs.shape[1])}, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = store.ws.index_dir / f"{key}.usearch"
     t0 = stages.start("build index", len(doc_vecs))
@@ -201,7 +204,7 @@ def search_vectors(ctx: RetrievalContext, kind: str, metric: str, doc_vecs: np.n
     info["index_bytes"] = int(path.stat().st_size)
     index_config["path"] = store.ws.rel(path)
     t0 = stages.start("search", len(q_vecs))
-    idx, scores = index.search(q_vecs, depth, tie_order=tie_order)
+    idx, scores = index.search(q_vecs, depth, tie_order=tie_order, docs=doc_vecs)
     stages.end("search_s", t0)
     # how far the approximate results are from exact search, on a sample of queries
     sample = np.arange(len(q_vecs))[:RECALL_SAMPLE]
