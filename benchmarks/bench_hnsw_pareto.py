@@ -135,10 +135,10 @@ def usearch_rescored(index, ef: int, k: int, r: int, docs: np.ndarray, threads: 
     return run
 
 
-def embtui_search(hnsw: HnswIndex, ef: int, k: int):
+def embtui_search(hnsw: HnswIndex, ef: int, k: int, docs: np.ndarray | None = None):
     def run(q: np.ndarray) -> np.ndarray:
         hnsw._index.expansion_search = ef
-        return hnsw.search(q, k)[0]
+        return hnsw.search(q, k, docs=docs)[0]
 
     return run
 
@@ -327,6 +327,11 @@ def main() -> None:
             else:
                 for r in args.rescore:
                     points[(fam, ef, f"rescore x{r}")] = usearch_rescored(index, ef, k, r, docs, threads)
+                    if dt == "i8" and r > 1:  # embtui's own path: --hnsw-dtype i8 --hnsw-rescore r
+                        cfg = HnswConfig(dtype="i8", connectivity=c, expansion_add=args.efc,
+                                         expansion_search=ef, rescore=r)
+                        points[(fam, ef, f"embtui HnswIndex.search x{r}")] = embtui_search(
+                            HnswIndex(index, cfg, D), ef, k, docs)
 
     keys = list(points)
     recall: dict = {}
