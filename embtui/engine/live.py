@@ -75,8 +75,7 @@ class DenseLiveSearcher(LiveSearcher):
         chunks = tuple(cache.chunk_ids())
         if chunks == self._chunks:
             return False
-        index = cache.index()
-        present = np.fromiter((h in index for h in self._hashes), dtype=bool, count=len(self._hashes))
+        present = cache.index().locate(self._hashes)[0] >= 0
         have = int(present.sum())
         if self._chunks is not None and have <= self.cached_docs:
             self._chunks = chunks
