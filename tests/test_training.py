@@ -106,14 +106,23 @@ def test_holdout_keeps_identical_queries_on_one_side(store, tmp_path):
     assert not train_texts & dev_texts and data.leakage["leaked_queries"] == 0
 
 
+def _minilm(store):
+    """all-MiniLM-L6-v2's spec, with the demo's vectors by that model (shipped with embtui, the ones
+    the app's demo seeds) in ``store``'s cache: its evaluations on the demo read them, no encode."""
+    from embtui.engine.demo import seed_demo_vectors
+    from embtui.engine.models import ModelSpec
+
+    assert seed_demo_vectors(store) == "seeded 550 vectors"  # 400 documents, 150 queries
+    return ModelSpec("all-MiniLM-L6-v2")
+
+
 # -- hard negatives --------------------------------------------------------------------------------
 def test_mined_negatives_come_from_the_cache_and_equal_a_numpy_top_k(demo_store):
     from embtui.engine.evaluate import EvalRequest, run_evaluation
-    from embtui.engine.models import ModelSpec
     from embtui.engine.training.negatives import mine
 
-    spec = ModelSpec("all-MiniLM-L6-v2", max_seq_length=64)
-    run_evaluation(demo_store, EvalRequest("demo", spec, split="train"))  # fills the cache
+    spec = _minilm(demo_store)
+    run_evaluation(demo_store, EvalRequest("demo", spec, split="train"))  # reads the cache
     data = build_training_data(demo_store, "demo", dev_fraction=0.2)
     mined, rep = mine(demo_store, data, spec, num_negatives=3)
     assert rep["documents_encoded_now"] == 0 and rep["documents_from_cache"] == 400
@@ -142,10 +151,9 @@ def test_mined_negatives_come_from_the_cache_and_equal_a_numpy_top_k(demo_store)
 
 def test_negatives_from_a_run_skip_relevant_and_marked_documents(demo_store):
     from embtui.engine.evaluate import EvalRequest, run_evaluation
-    from embtui.engine.models import ModelSpec
     from embtui.engine.training.negatives import from_run
 
-    spec = ModelSpec("all-MiniLM-L6-v2", max_seq_length=64)
+    spec = _minilm(demo_store)
     run = run_evaluation(demo_store, EvalRequest("demo", spec, split="train")).run
     data = build_training_data(demo_store, "demo", dev_fraction=0.2)
     p0 = data.pairs[0]
@@ -245,14 +253,15 @@ def _progress_step(ws: Path, job_id: str) -> int:
     return int(c.get("step") or 0)
 
 
-def test_killed_training_resumes_from_its_checkpoint_to_the_same_model(demo_store, tiny_model):
+def test_killed_training_resumes_from_its_checkpoint_to_the_same_model(demo_store, tiny_model, monkeypatch):
     """SIGKILL mid-training, `jobs resume`: the final test metrics equal an uninterrupted run's."""
     from embtui.api.training import finetune
     from embtui.jobs.api import get_job, job_result, resume_job
 
     _register_tiny(demo_store, tiny_model)
+    # two CPU jobs at a time: the uninterrupted reference trains here while the resumed worker starts
+    monkeypatch.setenv("EMBTUI_JOBS_PER_DEVICE", "2")
     cfg = TrainConfig(epochs=3, batch_size=8, max_seq_length=32, eval_steps=3, dev_corpus=None, seed=5)
-    ref = finetune(demo_store.ws, FinetuneRequest("demo", "tiny", "tiny-ref", dev_fraction=0.2, config=cfg))
     res = finetune(demo_store.ws, FinetuneRequest("demo", "tiny", "tiny-kill", dev_fraction=0.2, config=cfg),
                    detach=True)
     job_id, ws = res["job_id"], demo_store.ws.root
@@ -263,6 +272,7 @@ def test_killed_training_resumes_from_its_checkpoint_to_the_same_model(demo_stor
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: get_job(ws, job_id).state == "interrupted", what="the job seen as interrupted")
     resume_job(ws, job_id)
+    ref = finetune(demo_store.ws, FinetuneRequest("demo", "tiny", "tiny-ref", dev_fraction=0.2, config=cfg))
     wait_for(lambda: get_job(ws, job_id).finished, timeout=300, what="the resumed job to finish")
     assert get_job(ws, job_id).state == "done", get_job(ws, job_id, log_lines=40).log_tail
     out = job_result(ws, job_id)
@@ -322,11 +332,10 @@ def test_gate_cli_exit_codes_on_real_runs(demo_store, tiny_model, capsys):
     """A random-initialised model is a damaged candidate (exit 1); MiniLM against it passes (0)."""
     from embtui.cli.main import main
     from embtui.engine.evaluate import EvalRequest, run_evaluation
-    from embtui.engine.models import ModelSpec
 
     ws = str(demo_store.ws.root)
     _register_tiny(demo_store, tiny_model)
-    minilm = run_evaluation(demo_store, EvalRequest("demo", ModelSpec("all-MiniLM-L6-v2", max_seq_length=64))).run
+    minilm = run_evaluation(demo_store, EvalRequest("demo", _minilm(demo_store))).run
     assert main(["--workspace", ws, "gate", "--project", "demo", "--baseline", str(minilm.id),
                  "--candidate", "tiny"]) == 1  # evaluated now
     out = capsys.readouterr().out
