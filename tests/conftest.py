@@ -75,10 +75,33 @@ def store(tmp_path: Path):
     return Store.open(tmp_path / "ws")
 
 
-@pytest.fixture()
-def demo_store(store):
-    """A workspace with the bundled demo project imported as 'demo'."""
-    from embtui.data.beir import import_beir
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with the bundled demo project imported as 'demo' by `embtui import beir`, made
+    once per session and never changed: tests get byte copies (``copy_demo``)."""
+    import contextlib
+    import io
 
-    import_beir(store, DEMO, "demo")
-    return store
+    from embtui.cli import main
+
+    root = tmp_path_factory.mktemp("demo-template") / "ws"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["--workspace", str(root), "import", "beir", str(DEMO), "--project", "demo"])
+    assert code == 0 and "400" in out.getvalue(), err.getvalue()
+    assert sorted(p.name for p in root.iterdir()) == ["embtui.duckdb"]  # closed: no WAL, no lock
+    return root
+
+
+def copy_demo(template: Path, dest: Path) -> Path:
+    """A private, writable copy of the demo workspace (the same bytes an import writes)."""
+    shutil.copytree(template, dest)
+    return dest
+
+
+@pytest.fixture()
+def demo_store(demo_template: Path, tmp_path: Path):
+    """A workspace with the bundled demo project imported as 'demo' (a copy of ``demo_template``)."""
+    from embtui.store import Store
+
+    return Store.open(copy_demo(demo_template, tmp_path / "ws"))

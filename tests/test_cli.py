@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from embtui.cli import main
-from tests.conftest import DEMO
+from tests.conftest import DEMO, copy_demo
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -21,11 +21,9 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
 
 
 @pytest.fixture()
-def ws(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    root = tmp_path / "ws"
-    code, out, _ = run_cli(capsys, "--workspace", str(root), "import", "beir", str(DEMO), "--project", "demo")
-    assert code == 0 and "400" in out
-    return root
+def ws(demo_template: Path, tmp_path: Path) -> Path:
+    """The demo imported by `embtui import beir` (a copy of the session's import)."""
+    return copy_demo(demo_template, tmp_path / "ws")
 
 
 def test_projects_json_lists_counts(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:

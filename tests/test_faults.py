@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from embtui.cli import main
-from tests.conftest import DEMO
+from tests.conftest import DEMO, copy_demo
 
 EMBTUI = [sys.executable, "-m", "embtui"]
 
@@ -38,11 +38,9 @@ def cli(*argv: str, env: dict[str, str] | None = None, timeout: float = 300,
 
 
 @pytest.fixture()
-def ws(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    root = tmp_path / "ws"
-    code, _, err = run_cli(capsys, "--workspace", str(root), "import", "beir", str(DEMO), "--project", "demo")
-    assert code == 0, err
-    return root
+def ws(demo_template: Path, tmp_path: Path) -> Path:
+    """The demo imported by `embtui import beir` (a copy of the session's import)."""
+    return copy_demo(demo_template, tmp_path / "ws")
 
 
 def _can_unshare_mount() -> bool:
