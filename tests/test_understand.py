@@ -22,16 +22,28 @@ NQ = REPO / "tests" / "data" / "nq_questions.txt"
 MINILM = "all-MiniLM-L6-v2"
 
 
-@pytest.fixture()
-def demo_ws(tmp_path: Path):
-    """The demo as the app seeds it: project 'demo', MiniLM's vectors cached, bm25 and MiniLM runs."""
+@pytest.fixture(scope="module")
+def demo_ws_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo as the app seeds it, made once for the module and never changed."""
     from embtui.api.projects import ensure_demo, evaluate_demo
     from embtui.api.workspace import Store
 
-    store = Store.open(tmp_path / "ws")
-    ensure_demo(store)
-    evaluate_demo(store)
-    return store
+    store = Store.open(tmp_path_factory.mktemp("understand") / "ws")
+    assert ensure_demo(store)
+    assert [r.run.status for r in evaluate_demo(store)] == ["done", "done"]
+    return store.ws.root
+
+
+@pytest.fixture()
+def demo_ws(demo_ws_template: Path, tmp_path: Path):
+    """The demo as the app seeds it: project 'demo', MiniLM's vectors cached, bm25 and MiniLM runs
+    (a private copy of the module's template)."""
+    import shutil
+
+    from embtui.api.workspace import Store
+
+    shutil.copytree(demo_ws_template, tmp_path / "ws")
+    return Store.open(tmp_path / "ws")
 
 
 def blobs(seed: int = 0, n: int = 60, d: int = 16, centers: int = 3):
