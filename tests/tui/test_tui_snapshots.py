@@ -15,6 +15,8 @@ from embtui.tui.widgets.hit_list import HitList
 SIZES = [(80, 24), (160, 48)]
 QUERY_5 = "1/2000 in UK have abnormal PrP positivity."
 NQ = Path(__file__).resolve().parents[1] / "data" / "nq_questions.txt"
+# Screenshots are taken after Pilot's idle waits: keep Textual's own 20 ms step here (tests/tui/conftest.py)
+PILOT_IDLE_STEP_S = 0.02
 
 
 @pytest.fixture()
