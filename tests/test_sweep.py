@@ -121,13 +121,14 @@ def test_a_depth_sweep_reranks_each_depth_from_one_encoding(tmp_path: Path, tiny
     for r in runs:
         depth = r["config"]["depth"]
         run = store.get_run(r["id"])
+        stored = store.run_rankings(r["id"])
         rescored = {}
         for q in qids:
             scored = {d: float(np.dot(q_vec[q], d_vec[d])) for d, _ in bm25[q][:depth]}
             # score descending, then doc id descending (trec_eval's order)
             ranked = sorted(scored.items(), key=lambda kv: (-kv[1], tuple(-ord(c) for c in kv[0])))
             rescored[q] = dict(ranked)
-            got = [d for d, _ in store.run_rankings(r["id"])[q]]
+            got = [d for d, _ in stored[q]]
             assert got == [d for d, _ in ranked], (depth, q)
         ref = _trec(qrels, rescored)
         assert r["metrics"]["ndcg@10"] == pytest.approx(ref["ndcg_cut_10"], abs=1e-4)
